@@ -1,0 +1,51 @@
+"""tinyllm: a from-scratch deep-learning framework for language models, in NumPy (CuPy on a GPU).
+
+    import tinyllm as tl
+    x = tl.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x @ x.T).sum()
+    y.backward()          # x.grad == 2 * x
+
+Read it in chapter order: backend -> tensor -> ops -> shape_ops -> gradcheck (chapters 01-02).
+"""
+
+from tinyllm.backend import DeviceError, cuda_available
+from tinyllm.gradcheck import GradcheckError, gradcheck
+from tinyllm.ops import erf, maximum, where
+from tinyllm.shape_ops import concatenate, split, stack
+from tinyllm.tensor import (
+    DEFAULT_DTYPE,
+    Tensor,
+    arange,
+    is_grad_enabled,
+    manual_seed,
+    no_grad,
+    ones,
+    randn,
+    tensor,
+    zeros,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_DTYPE",
+    "DeviceError",
+    "GradcheckError",
+    "Tensor",
+    "arange",
+    "concatenate",
+    "cuda_available",
+    "erf",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
+    "maximum",
+    "no_grad",
+    "ones",
+    "randn",
+    "split",
+    "stack",
+    "tensor",
+    "where",
+    "zeros",
+]
