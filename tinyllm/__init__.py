@@ -8,6 +8,7 @@
 Read it in chapter order: backend -> tensor -> ops -> shape_ops -> gradcheck (chapters 01-02).
 """
 
+from tinyllm import nn
 from tinyllm.backend import DeviceError, cuda_available
 from tinyllm.gradcheck import GradcheckError, gradcheck
 from tinyllm.ops import erf, maximum, where
@@ -16,6 +17,7 @@ from tinyllm.tensor import (
     DEFAULT_DTYPE,
     Tensor,
     arange,
+    default_rng,
     is_grad_enabled,
     manual_seed,
     no_grad,
@@ -33,12 +35,14 @@ __all__ = [
     "GradcheckError",
     "Tensor",
     "arange",
+    "default_rng",
     "concatenate",
     "cuda_available",
     "erf",
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",
+    "nn",
     "maximum",
     "no_grad",
     "ones",

@@ -167,22 +167,30 @@ _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
+def erf_array(x, gauss=None):
+    """erf of an array by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7 for every real x):
+
+    erf(x) = sign(x) * (1 - (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) exp(-x^2)),  t = 1 / (1 + p |x|).
+    ``gauss`` may pass exp(-x^2) when the caller has it already.
+    """
+    xp = get_array_module(x)
+    gauss = xp.exp(-x * x) if gauss is None else gauss
+    t = 1 / (1 + _ERF_P * xp.abs(x))
+    a1, a2, a3, a4, a5 = _ERF_A
+    poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))  # Horner's rule
+    return xp.sign(x) * (1 - poly * gauss)
+
+
 class Erf(Function):
     """y = erf(x) = 2/sqrt(pi) * integral_0^x exp(-s**2) ds;  dL/dx = g * 2/sqrt(pi) * exp(-x**2)
 
-    NumPy has no erf, so the forward uses Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7):
-    erf(x) = sign(x) * (1 - (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) exp(-x^2)),  t = 1 / (1 + p |x|).
-    The backward uses the exact derivative. Needed by the exact GELU (chapter 08).
+    NumPy has no erf, so the forward uses :func:`erf_array` (Abramowitz & Stegun 7.1.26); the backward uses
+    the exact derivative. Needed by the exact GELU (chapter 08).
     """
 
     def forward(self, x):
-        xp = get_array_module(x)
-        self.x = x
-        self.gauss = xp.exp(-x * x)
-        t = 1 / (1 + _ERF_P * xp.abs(x))
-        a1, a2, a3, a4, a5 = _ERF_A
-        poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))  # Horner's rule
-        return xp.sign(x) * (1 - poly * self.gauss)
+        self.gauss = get_array_module(x).exp(-x * x)
+        return erf_array(x, self.gauss)
 
     def backward(self, grad):
         return grad * (2 / math.sqrt(math.pi)) * self.gauss

@@ -431,6 +431,11 @@ def manual_seed(seed: int) -> None:
     _default_rng = np.random.default_rng(seed)
 
 
+def default_rng() -> np.random.Generator:
+    """The generator used for random initialisation when no ``rng`` is passed (seed it with manual_seed)."""
+    return _default_rng
+
+
 def zeros(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str = "cpu") -> Tensor:
     shape = _shape_arg(shape)
     return Tensor(xp_for(device).zeros(shape, dtype=dtype), requires_grad=requires_grad)
