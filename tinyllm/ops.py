@@ -125,7 +125,7 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
-    """y = tanh(x);  dL/dx = g * (1 - y**2)"""
+    """y = tanh(x);  dL/dx = g * (1 - y**2)   (chapter 01, eq. 1.7)"""
 
     def forward(self, x):
         self.y = get_array_module(x).tanh(x)
@@ -140,14 +140,14 @@ class ReLU(Function):
 
     def forward(self, x):
         self.positive = x > 0
-        return x * self.positive
+        return get_array_module(x).where(self.positive, x, 0)
 
     def backward(self, grad):
         return grad * self.positive
 
 
 class Sigmoid(Function):
-    """y = 1 / (1 + exp(-x));  dL/dx = g * y * (1 - y)
+    """y = 1 / (1 + exp(-x));  dL/dx = g * y * (1 - y)   (chapter 01, eq. 1.8)
 
     Computed without overflow: with e = exp(-|x|) <= 1, y = 1/(1+e) for x >= 0 and e/(1+e) for x < 0.
     """
@@ -162,9 +162,12 @@ class Sigmoid(Function):
         return grad * self.y * (1 - self.y)
 
 
-# Abramowitz & Stegun (1964), formula 7.1.26: |error| <= 1.5e-7 for every real x.
+# Abramowitz & Stegun (1964), formula 7.1.26: |error| <= 1.5e-7 for every real x. The published
+# coefficients sum to 1 - 1e-9, which would make erf jump by 2e-9 at x = 0; we rescale them to sum to
+# exactly 1 so that erf(0+) = 0 and the approximation is continuous (the error bound is unchanged).
 _ERF_P = 0.3275911
-_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_ERF_PUBLISHED = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_ERF_A = tuple(a / sum(_ERF_PUBLISHED) for a in _ERF_PUBLISHED)
 
 
 def erf_array(x, gauss=None):

@@ -37,7 +37,8 @@ class Transpose(Function):
 
     def forward(self, x):
         self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else self.axes
-        if sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
+        in_range = all(-x.ndim <= a < x.ndim for a in self.axes)
+        if not in_range or sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
             raise ValueError(f"transpose axes {self.axes} are not a permutation of the {x.ndim} axes of x")
         return x.transpose(self.axes)
 

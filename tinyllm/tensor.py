@@ -221,7 +221,7 @@ class Tensor:
             raise ValueError(f"backward() got a gradient of shape {grad.shape} for a tensor of shape {self.shape}")
 
         grads = {id(self): grad}  # node id -> dL/dnode, summed over all paths seen so far
-        for node in reversed(_topological_order(self)):
+        for node in reversed(topological_order(self)):
             node_grad = grads.pop(id(node), None)
             if node_grad is None:  # every op on the way returned None for it (e.g. a mask): nothing flows
                 continue
@@ -359,7 +359,7 @@ def _raw(value):
     return value.data if isinstance(value, Tensor) else value
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def topological_order(root: Tensor) -> list[Tensor]:
     """Nodes that need a gradient, each after all of its inputs (iterative DFS: no recursion limit)."""
     order: list[Tensor] = []
     visited: set[int] = set()
@@ -385,7 +385,7 @@ def _accumulate_grad(node: Tensor, grad) -> None:
     if node.grad is None:
         node.grad = Tensor(grad.astype(node.dtype, copy=True))
     else:
-        node.grad = Tensor(node.grad.data + grad)
+        node.grad = Tensor((node.grad.data + grad).astype(node.dtype, copy=False))
 
 
 # --------------------------------------------------------------------------------------------------------
