@@ -255,3 +255,89 @@ def test_bpe_decode_errors(bpe):
 def test_vocab_size_too_small_is_a_clear_error():
     with pytest.raises(TokenizerError, match="smaller than 256 bytes"):
         BPETokenizer.train("abc", vocab_size=257, special_tokens=["[PAD]", "[CLS]"])
+
+
+# ----------------------------------------------------------------------------- the chapter's closed forms
+
+def replace_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """One merge, left to right, written independently of the library's ``_merge``."""
+    merged, i = [], 0
+    while i < len(ids):
+        if tuple(ids[i:i + 2]) == pair:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="abc", max_size=30), st.sampled_from(["ab", "ba", "aa", "cc"]))
+def test_pair_count_update_occurrence_by_occurrence(word, pair_text):
+    # Eq. 10.7: merging A B -> Z inside "x A B y" removes (x, A), (A, B), (B, y) and adds (x, Z), (Z, y),
+    # applied left to right with the current left neighbour. The updated counts equal a recount.
+    a, b = pair_text.encode()
+    z = 256
+    merged = BPETokenizer([(a, b)]).encode(word)        # a run of letters is one pre-tokenized piece
+    seq = list(word.encode())
+    counts = Counter(zip(seq, seq[1:]))
+    i = 0
+    while i + 1 < len(seq):
+        if (seq[i], seq[i + 1]) == (a, b):
+            counts[(a, b)] -= 1
+            if i > 0:                                   # x exists (it may be a Z made just before)
+                counts[(seq[i - 1], a)] -= 1
+                counts[(seq[i - 1], z)] += 1
+            if i + 2 < len(seq):                        # y exists
+                counts[(b, seq[i + 2])] -= 1
+                counts[(z, seq[i + 2])] += 1
+            seq[i:i + 2] = [z]
+        i += 1
+    assert seq == merged
+    assert min(counts.values(), default=0) >= 0
+    assert +counts == Counter(zip(merged, merged[1:]))
+
+
+def test_encoding_by_rank_replays_every_merge_in_order(train_text):
+    # Eq. 10.9: encoding by lowest rank first equals applying all merges in training order.
+    text = train_text[:20_000]
+    tok = BPETokenizer.train(text, vocab_size=256 + 100)
+    words = set(PRETOKENIZE.findall(text)) | {"Rosencrantz", " unfathomable", " naïve", "🙂🙂"}
+    for word in sorted(words):
+        ids = list(word.encode("utf-8"))
+        for rank, pair in enumerate(tok.merges):
+            ids = replace_pair(ids, pair, 256 + rank)
+        assert tok.encode(word) == ids, word
+
+
+def test_each_merge_saves_its_count_and_counts_never_rise(train_text):
+    # Eq. 10.5: merge k shortens the text by n_k = c_k replacements if A != B (n_k <= c_k if A = B);
+    # eq. 10.6: the count of the chosen pair never rises from one merge to the next.
+    text = train_text[:10_000]
+    num_merges = 40
+    tok = BPETokenizer.train(text, vocab_size=256 + num_merges)
+    word_counts = Counter(PRETOKENIZE.findall(text))
+    lengths, chosen_counts = [], []
+    for k in range(num_merges + 1):
+        prefix = BPETokenizer(tok.merges[:k])            # the training state after k merges (eq. 10.9)
+        states = {w: prefix.encode(w) for w in word_counts}
+        lengths.append(sum(f * len(states[w]) for w, f in word_counts.items()))
+        if k < num_merges:
+            counts = Counter()
+            for w, f in word_counts.items():
+                for pair in zip(states[w], states[w][1:]):
+                    counts[pair] += f
+            assert counts[tok.merges[k]] == max(counts.values())              # eq. 10.4
+            chosen_counts.append(counts[tok.merges[k]])
+    assert lengths[0] == len(text.encode("utf-8")) and lengths[-1] == len(tok.encode(text))
+    self_pairs = 0
+    for k, (a, b) in enumerate(tok.merges):
+        saved = lengths[k] - lengths[k + 1]
+        if a != b:
+            assert saved == chosen_counts[k]
+        else:
+            self_pairs += 1
+            assert 0 < saved <= chosen_counts[k]
+    assert self_pairs >= 1                                # the A = B case is exercised ("ll")
+    assert all(later <= earlier for earlier, later in zip(chosen_counts, chosen_counts[1:]))

@@ -9,6 +9,7 @@ Read it in chapter order: backend -> tensor -> ops -> shape_ops -> gradcheck (ch
 """
 
 from tinyllm import nn
+from tinyllm import optim
 from tinyllm.backend import DeviceError, cuda_available
 from tinyllm.gradcheck import GradcheckError, gradcheck
 from tinyllm.ops import erf, maximum, where
@@ -46,6 +47,7 @@ __all__ = [
     "maximum",
     "no_grad",
     "ones",
+    "optim",
     "randn",
     "split",
     "stack",

@@ -42,7 +42,7 @@ def save_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray],
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     blobs, offset = [], 0
     for name, array in arrays.items():
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # contiguous; keeps 0-d arrays 0-d
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
         if dtype not in _NAMES:
             raise TypeError(f"cannot save {name!r}: dtype {array.dtype} is not one of {sorted(_DTYPES)}")
@@ -56,14 +56,18 @@ def save_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for blob in blobs:
-            f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)  # atomic on POSIX and Windows
+    try:
+        with open(temporary, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            for blob in blobs:
+                f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)  # atomic on POSIX and Windows
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # the previous checkpoint, if any, is untouched
+        raise
 
 
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -84,16 +88,22 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
         header = json.loads(raw[8:8 + header_size].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} is not a valid safetensors checkpoint: unreadable header ({error})")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a valid safetensors checkpoint: its header is not a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"{path}: '__metadata__' must map names to strings")
     buffer = memoryview(raw)[8 + header_size:]
     arrays = {}
     for name, entry in header.items():
         try:
             dtype = _DTYPES[entry["dtype"]]
-            begin, end = entry["data_offsets"]
-            shape = tuple(entry["shape"])
+            begin, end = (int(offset) for offset in entry["data_offsets"])
+            shape = tuple(int(n) for n in entry["shape"])
+            if min(shape, default=0) < 0 or not 0 <= begin <= end:
+                raise ValueError
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: malformed header entry for {name!r}: {entry!r}")
+            raise CheckpointError(f"{path}: malformed header entry for {name!r}: {entry!r}") from None
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if end - begin != expected or end > len(buffer):
             raise CheckpointError(

@@ -46,7 +46,8 @@ class Mul(Function):
         return a * b
 
     def backward(self, grad):
-        return grad * self.b, grad * self.a
+        need_a, need_b = self.needs_input_grad
+        return grad * self.b if need_a else None, grad * self.a if need_b else None
 
 
 class Div(Function):
@@ -249,6 +250,7 @@ class MatMul(Function):
 
     def backward(self, grad):
         a, b = self.a, self.b
+        need_a, need_b = self.needs_input_grad  # skip the product for an input without a gradient
         xp = get_array_module(grad)
         if a.ndim == 1 and b.ndim == 1:  # dot product: z = sum_k a_k b_k
             return grad * b, grad * a
@@ -256,14 +258,15 @@ class MatMul(Function):
         b2 = b[:, None] if b.ndim == 1 else b  # (..., K, N)
         g2 = xp.expand_dims(grad, -2) if a.ndim == 1 else grad
         g2 = xp.expand_dims(g2, -1) if b.ndim == 1 else g2  # (..., M, N)
-        grad_a = g2 @ xp.swapaxes(b2, -1, -2)  # (..., M, K)
-        if b2.ndim == 2 and a2.ndim > 2:  # fold the batch into rows: (K, rows) @ (rows, N)
+        grad_a = grad_b = None
+        if need_a:
+            grad_a = g2 @ xp.swapaxes(b2, -1, -2)  # (..., M, K)
+            grad_a = grad_a[..., 0, :] if a.ndim == 1 else grad_a  # (..., K) for a vector a
+        if need_b and b2.ndim == 2 and a2.ndim > 2:  # fold the batch into rows: (K, rows) @ (rows, N)
             grad_b = a2.reshape(-1, a2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])  # (K, N)
-        else:
+        elif need_b:
             grad_b = xp.swapaxes(a2, -1, -2) @ g2  # (..., K, N)
-        if a.ndim == 1:
-            grad_a = grad_a[..., 0, :]  # (..., K)
-        if b.ndim == 1:
+        if need_b and b.ndim == 1:
             grad_b = grad_b[..., 0]  # (..., K)
         return grad_a, grad_b
 

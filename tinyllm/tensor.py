@@ -56,6 +56,7 @@ class Function:
     A subclass writes ``forward(*arrays) -> array`` and ``backward(grad) -> gradient or tuple of gradients``,
     one per input (``None`` for an input with no gradient, e.g. a condition or an index). Both work on raw
     arrays. ``backward`` may return a gradient with the *broadcast* shape: the engine reduces it.
+    ``self.needs_input_grad`` (one bool per input) lets an expensive backward skip gradients nobody needs.
     """
 
     def apply(self, *inputs: "Tensor") -> "Tensor":
@@ -72,6 +73,7 @@ class Function:
             out.requires_grad = True
             out._fn = self
             self.inputs = inputs
+            self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         return out
 
     def forward(self, *arrays):
@@ -455,6 +457,9 @@ def randn(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str 
 
 
 def arange(start, stop=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
+    """Evenly spaced values like ``np.arange``; integers stay int64, floats are float32 by default."""
+    if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
+        dtype = DEFAULT_DTYPE
     return Tensor(xp_for(device).arange(start, stop, step, dtype=dtype))
 
 

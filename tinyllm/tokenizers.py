@@ -117,16 +117,23 @@ class CharTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in _check_ids(ids, self.vocab_size))
 
+    def to_dict(self) -> dict:
+        """The tokenizer as JSON-ready data (what ``save`` writes; checkpoints embed it)."""
+        return {"type": "char", "chars": "".join(self.chars)}
+
+    @classmethod
+    def from_dict(cls, obj: dict, source: str = "tokenizer data") -> CharTokenizer:
+        chars = obj.get("chars")
+        if not isinstance(chars, str):
+            raise TokenizerError(f"{source}: 'chars' must be a string of the alphabet")
+        return cls(chars)
+
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps({"type": "char", "chars": "".join(self.chars)}),
-                              encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CharTokenizer:
-        chars = _read_json(path, "char").get("chars")
-        if not isinstance(chars, str):
-            raise TokenizerError(f"{path}: 'chars' must be a string of the alphabet")
-        return cls(chars)
+        return cls.from_dict(_read_json(path, "char"), str(path))
 
 
 # ----------------------------------------------------------------------------- byte-level BPE
@@ -259,15 +266,21 @@ class BPETokenizer:
         data = b"".join(self.vocab[i] for i in _check_ids(ids, self.vocab_size))
         return data.decode("utf-8", errors="replace")
 
+    def to_dict(self) -> dict:
+        """The tokenizer as JSON-ready data (what ``save`` writes; checkpoints embed it)."""
+        return {"type": "bpe", "pattern": PRETOKENIZE.pattern,
+                "merges": [list(pair) for pair in self.merges],
+                "special_tokens": list(self.special_tokens)}
+
     def save(self, path: str | os.PathLike) -> None:
-        obj = {"type": "bpe", "pattern": PRETOKENIZE.pattern,
-               "merges": [list(pair) for pair in self.merges],
-               "special_tokens": list(self.special_tokens)}
-        Path(path).write_text(json.dumps(obj), encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        obj = _read_json(path, "bpe")
+        return cls.from_dict(_read_json(path, "bpe"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict, path: str = "tokenizer data") -> BPETokenizer:
         if obj.get("pattern") != PRETOKENIZE.pattern:
             raise TokenizerError(f"{path} was trained with another pre-tokenization pattern "
                                  f"({obj.get('pattern')!r}); retrain it with this version")
@@ -283,3 +296,13 @@ def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
     """Load a tokenizer file written by ``save``, whichever kind it is."""
     kind = _read_json(path)["type"]
     return BPETokenizer.load(path) if kind == "bpe" else CharTokenizer.load(path)
+
+
+def tokenizer_from_dict(obj: dict) -> CharTokenizer | BPETokenizer:
+    """Rebuild a tokenizer from its ``to_dict()`` data, whichever kind it is."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind == "char":
+        return CharTokenizer.from_dict(obj)
+    if kind == "bpe":
+        return BPETokenizer.from_dict(obj)
+    raise TokenizerError(f"tokenizer data of unknown type {kind!r}; expected 'char' or 'bpe'")

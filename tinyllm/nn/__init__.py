@@ -1,11 +1,30 @@
 """Layers and models' building blocks (chapters 03-08). ``tinyllm.nn.functional`` (``F``) holds the functions."""
 
 from tinyllm.nn import functional
+from tinyllm.nn.activations import GELU, ReLU
+from tinyllm.nn.attention import KVCache, MultiHeadAttention
+from tinyllm.nn.embedding import Embedding
+from tinyllm.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from tinyllm.nn.normalization import LayerNorm
+from tinyllm.nn.transformer import FeedForward, TransformerBlock, TransformerDecoder, TransformerEncoder
 from tinyllm.nn.layers import Dropout, Linear
 from tinyllm.nn.module import Module, Parameter
 
 __all__ = [
+    "Embedding",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
     "Dropout",
+    "FeedForward",
+    "GELU",
+    "KVCache",
+    "LayerNorm",
+    "MultiHeadAttention",
+    "ReLU",
+    "TransformerBlock",
+    "TransformerDecoder",
+    "TransformerEncoder",
     "Linear",
     "Module",
     "Parameter",

@@ -46,6 +46,12 @@ class Module:
                 for index, child in enumerate(value):
                     yield f"{name}.{index}", child
 
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """This module (named ``prefix``, "" at the top) and every module below it with its dotted name."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
     def modules(self) -> Iterator["Module"]:
         """This module and all modules below it, depth first."""
         yield self
@@ -134,7 +140,7 @@ class Module:
         skipped = {entry.split(":")[0] for entry in wrong_shape}
         for name, p in own.items():
             if name in state and name not in skipped:
-                p.data = to_device(np.asarray(state[name], dtype=p.dtype), p.device)
+                p.data = to_device(np.array(state[name], dtype=p.dtype), p.device)  # a copy we own
         return missing + unexpected + sorted(skipped)
 
     def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:

@@ -1,0 +1,156 @@
+"""Activation functions of the feed-forward network: GELU and ReLU (chapter 08, section "GELU").
+
+GELU (Hendrycks & Gimpel, 2016) weights its input by the probability that a standard normal variable lies
+below it:
+
+    GELU(x) = x Phi(x) = x/2 (1 + erf(x / sqrt(2)))                                  (eq. 8.9)
+    GELU'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)               (eq. 8.10)
+
+and its tanh approximation, used by GPT-2 (and called "gelu_new" in GPT-2 code) is
+
+    GELU_tanh(x) = x/2 (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)              (eq. 8.11)
+    GELU_tanh'(x) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (eq. 8.12)
+
+BERT uses the exact erf form, as does PyTorch's ``nn.GELU()`` by default and our reference GPT; to load
+GPT-2's weights faithfully choose ``approximate="tanh"``. The two differ by less than 5e-4 everywhere.
+
+``gelu`` is one fused op per form; ``gelu_composed`` builds the same functions from primitive ops (the
+chapter's starting point, used to test and benchmark the fused ops). ``relu`` is the engine's ReLU.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tinyllm.backend import get_array_module
+from tinyllm.nn.module import Module
+from tinyllm.ops import erf, erf_array
+from tinyllm.tensor import Function, Tensor
+
+_SQRT_HALF = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_TANH_COEF = 0.044715
+APPROXIMATIONS = ("none", "tanh")
+
+
+class GELUFunction(Function):
+    """y = x Phi(x) (eq. 8.9);  dL/dx = g * (Phi(x) + x phi(x))  (eq. 8.10)
+
+    Phi uses ``erf_array`` (Abramowitz & Stegun 7.1.26, error below 1.5e-7). The Gaussian exp(-x^2/2) feeds
+    both erf and, in the backward, phi. Saves x (the input, held by the graph anyway) and Phi(x).
+    """
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        gauss = x * x
+        gauss *= -0.5
+        gauss = xp.exp(gauss)  # exp(-x^2/2) = exp(-(x/sqrt 2)^2), shared with erf
+        cdf = erf_array(x * _SQRT_HALF, gauss)  # erf(x / sqrt 2)
+        cdf += 1.0
+        cdf *= 0.5  # Phi(x)
+        self.x, self.cdf = x, cdf
+        return x * cdf
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        x = self.x
+        local = x * x
+        local *= -0.5
+        local = xp.exp(local)
+        local *= x
+        local *= _INV_SQRT_2PI  # x phi(x)
+        local += self.cdf  # Phi(x) + x phi(x), eq. 8.10
+        local *= grad
+        return local
+
+
+class GELUTanhFunction(Function):
+    """y = x/2 (1 + tanh u), u = sqrt(2/pi)(x + 0.044715 x^3)  (eq. 8.11);  dL/dx = g * eq. 8.12
+
+    Saves x and tanh(u).
+    """
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        inner = x * x
+        inner *= _TANH_COEF
+        inner += 1.0
+        inner *= x
+        inner *= _SQRT_2_OVER_PI  # u
+        th = xp.tanh(inner)  # tanh(u)
+        self.x, self.tanh_u = x, th
+        y = th + 1.0
+        y *= x
+        y *= 0.5
+        return y
+
+    def backward(self, grad):
+        x, th = self.x, self.tanh_u
+        du_dx = x * x
+        du_dx *= 3 * _TANH_COEF
+        du_dx += 1.0
+        du_dx *= _SQRT_2_OVER_PI  # sqrt(2/pi) (1 + 3 c x^2)
+        local = th * th
+        local -= 1.0
+        local *= -0.5
+        local *= x
+        local *= du_dx  # x/2 (1 - tanh^2 u) du/dx
+        local += 0.5 * th
+        local += 0.5  # eq. 8.12
+        local *= grad
+        return local
+
+
+def _check_approximate(approximate: str) -> None:
+    if approximate not in APPROXIMATIONS:
+        raise ValueError(
+            f"gelu approximate must be 'none' (exact erf form) or 'tanh' (GPT-2's form), got {approximate!r}"
+        )
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU(x) = x Phi(x), exact (eq. 8.9, ``approximate="none"``) or GPT-2's tanh form (eq. 8.11).
+
+    One fused op each (:class:`GELUFunction`, :class:`GELUTanhFunction`).
+    """
+    _check_approximate(approximate)
+    if approximate == "tanh":
+        return GELUTanhFunction().apply(x)
+    return GELUFunction().apply(x)
+
+
+def gelu_composed(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU from primitive ops (``tl.erf``, ``tanh``); the chapter's starting point, used to test and benchmark
+    the fused :func:`gelu`."""
+    _check_approximate(approximate)
+    if approximate == "tanh":
+        u = (x + x * x * x * _TANH_COEF) * _SQRT_2_OVER_PI
+        return x * 0.5 * (u.tanh() + 1.0)
+    return x * 0.5 * (erf(x * _SQRT_HALF) + 1.0)
+
+
+def relu(x: Tensor) -> Tensor:
+    """ReLU(x) = max(x, 0), the engine's op (``ops.ReLU``), here so that ``F.relu`` sits next to ``F.gelu``."""
+    return x.relu()
+
+
+class GELU(Module):
+    """The GELU activation as a layer; ``approximate="tanh"`` for GPT-2's form."""
+
+    def __init__(self, approximate: str = "none"):
+        _check_approximate(approximate)
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class ReLU(Module):
+    """The ReLU activation as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)

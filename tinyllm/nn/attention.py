@@ -1,0 +1,394 @@
+"""Scaled dot-product attention and multi-head attention (chapters 06 and 07).
+
+Chapter 06: every query row q_i compares itself with every key k_j, turns the scores into weights with a
+softmax, and returns the weighted average of the values (a soft dictionary lookup):
+
+    S = Q K^T / sqrt(D)                                         (eq. 6.3)
+    P = softmax(S) row by row, masked pairs get weight 0        (eqs. 6.4, 6.5)
+    O = P V                                                     (eq. 6.6)
+
+:class:`ScaledDotProductAttention` is one fused op whose backward is the chapter's derivation (eqs.
+6.10-6.14); :func:`scaled_dot_product_attention_composed` builds the same function from primitive ops (the
+chapter's starting point; used to test and benchmark the fused op).
+
+Conventions shared by both:
+- masks are boolean, True = "this query may attend to this key", broadcastable to the scores (..., T_q, T_k);
+- ``is_causal=True`` is bottom-right aligned: with T_q queries and T_k >= T_q keys, the queries are the
+  *last* T_q positions, so query i (absolute position T_k - T_q + i) sees the keys j <= T_k - T_q + i. With
+  T_q = T_k that is the usual lower triangle; with a KV cache it is what generation needs (eq. 6.7);
+- a row whose keys are all masked gets weights 0 and output 0 (not NaN), so its gradients are 0 (eq. 6.8);
+- dropout zeroes weights with probability p and scales the others by 1 / (1 - p) (eq. 6.9).
+
+Chapter 07: :class:`MultiHeadAttention` splits the width C into H heads of width D = C / H with reshapes,
+and :class:`KVCache` keeps the keys and values of past positions for generation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinyllm.backend import get_array_module, to_device
+from tinyllm.nn.layers import Linear, dropout
+from tinyllm.nn.module import Module
+from tinyllm.nn.softmax import softmax_composed
+from tinyllm.ops import where
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, default_rng, is_grad_enabled
+
+# The composed reference masks scores with a large finite negative number instead of -inf, so that no
+# inf - inf = NaN appears in its primitive ops; exp(-1e30 - max) underflows to exactly 0 in float32 and 64.
+MASKED_SCORE = -1e30
+
+# --------------------------------------------------------------------------------------------------------
+# Checking shapes and building the mask of allowed (query, key) pairs
+# --------------------------------------------------------------------------------------------------------
+
+
+def _scores_shape(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, ...]:
+    """Check q (..., T_q, D), k (..., T_k, D), v (..., T_k, D_v); return the scores' shape (..., T_q, T_k)."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"attention expects Tensors for q, k, v; {name} is a {type(t).__name__}")
+        if t.ndim < 2:
+            raise ValueError(f"attention expects {name} of shape (..., T, D), e.g. (B, H, T, D), got {t.shape}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k head widths differ: {q.shape[-1]} vs {k.shape[-1]} (q {q.shape}, k {k.shape}); "
+            "a query is compared with a key by a dot product, so both need the same D"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v sequence lengths differ: {k.shape[-2]} vs {v.shape[-2]} (k {k.shape}, v {v.shape}); "
+            "every key needs exactly one value"
+        )
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    try:
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        if np.broadcast_shapes(batch, v.shape[:-2]) != batch:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"the leading (B, H) axes of q {q.shape}, k {k.shape}, v {v.shape} do not broadcast together"
+        ) from None
+    return (*batch, q.shape[-2], k.shape[-2])  # (B, H, T_q, T_k)
+
+
+def attention_mask(mask, is_causal: bool, scores_shape: tuple[int, ...], like) -> object | None:
+    """The boolean array of allowed (query, key) pairs, broadcastable to ``scores_shape``; None = all allowed.
+
+    ``mask`` (array or bool Tensor, True = may attend) is checked against the scores (B, H, T_q, T_k);
+    ``is_causal`` adds the bottom-right aligned lower triangle key j <= i + (T_k - T_q) (eq. 6.7). ``like``
+    is an array on the device the result must live on.
+    """
+    T_q, T_k = scores_shape[-2:]
+    allowed = None
+    if mask is not None:
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
+        if mask.dtype != bool:
+            raise TypeError(
+                f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}; build it with a "
+                "comparison, e.g. ids != pad_id"
+            )
+        try:
+            fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"mask of shape {mask.shape} does not broadcast to the attention scores (B, H, T_q, T_k) = "
+                f"{scores_shape}; e.g. a key padding mask (B, 1, 1, T_k) or a pattern (T_q, T_k)"
+            )
+        allowed = to_device(mask, "cuda" if get_array_module(like) is not np else "cpu")
+    if is_causal:
+        xp = get_array_module(like)
+        causal = xp.tri(T_q, T_k, k=T_k - T_q, dtype=bool)  # (T_q, T_k): True where j <= i + T_k - T_q
+        allowed = causal if allowed is None else allowed & causal  # (..., T_q, T_k)
+    return allowed
+
+
+# --------------------------------------------------------------------------------------------------------
+# The fused op (chapter 06)
+# --------------------------------------------------------------------------------------------------------
+
+
+class ScaledDotProductAttention(Function):
+    """O = dropout(softmax(Q K^T / sqrt(D), masked)) V, one op with the gradients of chapter 06.
+
+    Forward (eqs. 6.3-6.6, 6.9), with M the dropout keep-mask (all ones without dropout):
+        S = Q K^T / sqrt(D),   P = softmax(S),   P~ = P * M / (1 - p),   O = P~ V
+    Backward, g = dL/dO (eqs. 6.10-6.14):
+        dV = P~^T g                                  (6.10)
+        dP~ = g V^T,   dP = dP~ * M / (1 - p)        (6.11)
+        dS = P * (dP - rowsum(dP * P))               (6.12), with rowsum(dP * P) = rowsum(g * O)   (6.13)
+        dQ = dS K / sqrt(D),   dK = dS^T Q / sqrt(D) (6.14)
+    Saved for backward: q, k, v, P (and the keep-mask with dropout); O is the output array itself, kept by
+    reference, so eq. 6.13 costs a (T_q, D) product instead of a second (T_q, T_k) one.
+    """
+
+    def __init__(self, allowed, dropout_p: float, rng: np.random.Generator):
+        self.allowed, self.dropout_p, self.rng = allowed, dropout_p, rng
+
+    def forward(self, q, k, v):
+        xp = get_array_module(q)
+        self.scale = 1 / math.sqrt(q.shape[-1])
+        scores = (q * self.scale) @ xp.swapaxes(k, -1, -2)  # (..., T_q, T_k)  eq. 6.3
+        if self.allowed is not None:
+            xp.copyto(scores, -xp.inf, where=~self.allowed)  # masked pairs: exp(-inf) = 0 exactly
+        row_max = scores.max(axis=-1, keepdims=True)  # (..., T_q, 1)
+        if self.allowed is not None:
+            row_max[xp.isinf(row_max)] = 0  # a fully masked row has max -inf; shift it by 0, not -inf
+        scores -= row_max  # in place: every entry <= 0, no overflow (eq. 6.4)
+        weights = xp.exp(scores, out=scores)  # the same buffer, now exp(S - max)
+        total = weights.sum(axis=-1, keepdims=True)  # (..., T_q, 1); >= 1 unless the row is fully masked
+        if self.allowed is not None:
+            total[total == 0] = 1  # fully masked row: weights 0 / 1 = 0 (eq. 6.8)
+        weights /= total  # P, eq. 6.4
+        self.q, self.k, self.v, self.weights = q, k, v, weights
+        if self.dropout_p > 0:
+            keep = self.rng.random(weights.shape) >= self.dropout_p  # drawn on the host, like F.dropout
+            self.keep = xp.asarray(keep)
+            weights = weights * self.keep  # P~ = P * M / (1 - p), eq. 6.9
+            weights *= 1 / (1 - self.dropout_p)
+        self.out = weights @ v  # (..., T_q, D_v)  eq. 6.6
+        return self.out
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        dropped = self.weights  # P, or P~ with dropout
+        if self.dropout_p > 0:
+            dropped = self.weights * self.keep
+            dropped *= 1 / (1 - self.dropout_p)
+        grad_v = xp.swapaxes(dropped, -1, -2) @ grad  # (..., T_k, D_v)  eq. 6.10
+        grad_s = grad @ xp.swapaxes(self.v, -1, -2)  # dP~ (..., T_q, T_k)  eq. 6.11
+        if self.dropout_p > 0:
+            grad_s *= self.keep  # dP = dP~ * M / (1 - p), eq. 6.11
+            grad_s *= 1 / (1 - self.dropout_p)
+        grad_s -= (grad * self.out).sum(axis=-1, keepdims=True)  # dP - rowsum(g * O), eq. 6.13
+        grad_s *= self.weights  # dS = P * (dP - rowsum(dP * P)), eq. 6.12
+        grad_s *= self.scale  # dS / sqrt(D)
+        grad_q = grad_s @ self.k  # (..., T_q, D)  eq. 6.14
+        grad_k = xp.swapaxes(grad_s, -1, -2) @ self.q  # (..., T_k, D)  eq. 6.14
+        return grad_q, grad_k, grad_v
+
+
+def _check_dropout(dropout_p: float) -> None:
+    if not 0 <= dropout_p < 1:
+        raise ValueError(f"attention dropout probability must be in [0, 1), got {dropout_p}")
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask=None, is_causal: bool = False,
+                                 dropout_p: float = 0.0, rng: np.random.Generator | None = None,
+                                 return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(D)) v for q (..., T_q, D), k (..., T_k, D), v (..., T_k, D_v) -> (..., T_q, D_v).
+
+    ``mask``: boolean, True = may attend, broadcastable to (B, H, T_q, T_k), e.g. (B, 1, 1, T_k) for key
+    padding or (T_q, T_k) for a pattern. ``is_causal``: key j is visible to query i when
+    j <= i + (T_k - T_q) (bottom-right aligned, eq. 6.7); combined with ``mask`` by "and". A row with no
+    visible key gives output 0 and weights 0 (eq. 6.8). ``dropout_p``: dropout on the weights, drawn from
+    ``rng`` (default ``tinyllm.default_rng()``), scaled by 1/(1 - p). ``return_weights=True`` also returns
+    P (..., T_q, T_k), the weights before dropout, as a Tensor outside the graph (for plots).
+    Fused op: :class:`ScaledDotProductAttention` (chapter 06, eqs. 6.3-6.14).
+    """
+    scores_shape = _scores_shape(q, k, v)
+    _check_dropout(dropout_p)
+    allowed = attention_mask(mask, is_causal, scores_shape, q.data)
+    fn = ScaledDotProductAttention(allowed, dropout_p, rng or default_rng())
+    out = fn.apply(q, k, v)  # (..., T_q, D_v)
+    if not return_weights:
+        return out
+    weights = fn.weights.copy() if out.requires_grad else fn.weights  # a copy when backward still needs P
+    return out, Tensor(weights)
+
+
+def scaled_dot_product_attention_composed(q: Tensor, k: Tensor, v: Tensor, mask=None, is_causal: bool = False,
+                                          dropout_p: float = 0.0,
+                                          rng: np.random.Generator | None = None) -> Tensor:
+    """Attention from primitive ops (matmul, where, softmax_composed, dropout), same conventions as the fused op.
+
+    The chapter's starting point; used to test and benchmark the fused :func:`scaled_dot_product_attention`.
+    Masked scores become ``MASKED_SCORE`` (finite, so no NaN appears); a fully masked row is then uniform, and
+    multiplying by the constant 0/1 "row has a visible key" turns it into the convention's zeros (eq. 6.8).
+    """
+    scores_shape = _scores_shape(q, k, v)
+    _check_dropout(dropout_p)
+    allowed = attention_mask(mask, is_causal, scores_shape, q.data)
+    axes = (*range(k.ndim - 2), k.ndim - 1, k.ndim - 2)
+    scores = (q @ k.transpose(axes)) / math.sqrt(q.shape[-1])  # (..., T_q, T_k)  eq. 6.3
+    if allowed is not None:
+        scores = where(allowed, scores, MASKED_SCORE)
+    weights = softmax_composed(scores, axis=-1)  # (..., T_q, T_k)  eq. 6.4
+    if allowed is not None:
+        has_key = allowed.any(axis=-1, keepdims=True)  # (..., T_q, 1)
+        weights = weights * has_key.astype(weights.dtype)
+    weights = dropout(weights, dropout_p, training=True, rng=rng)
+    return weights @ v  # (..., T_q, D_v)  eq. 6.6
+
+
+# --------------------------------------------------------------------------------------------------------
+# The KV cache and multi-head attention (chapter 07)
+# --------------------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Keys and values that one attention layer has computed so far, for generation (chapter 07).
+
+    ``keys`` (B, H, max_len, D) and ``values`` (B, H, max_len, D_v) are plain arrays (no graph: generation runs
+    under ``tl.no_grad()``), allocated at the first :meth:`append`; ``length`` counts the filled positions.
+    Preallocating ``max_len`` positions makes each step copy only the new entries (O(T) work per token),
+    where concatenating would copy the whole past every step (O(T^2) over a sequence).
+
+    A model with L layers keeps one cache per layer, ``caches = [KVCache(max_len) for _ in range(L)]``, and
+    passes ``cache=caches[l]`` to layer l's attention. :meth:`reset` empties a cache for a new sequence.
+    """
+
+    def __init__(self, max_len: int):
+        if max_len < 1:
+            raise ValueError(f"KVCache needs max_len >= 1 (the longest sequence to generate), got {max_len}")
+        self.max_len = max_len
+        self.keys = None
+        self.values = None
+        self.length = 0
+
+    def append(self, keys, values) -> tuple[object, object]:
+        """Store keys (B, H, T_new, D) and values (B, H, T_new, D_v); return all cached (B, H, length, .)."""
+        B, H, T_new, D = keys.shape
+        if self.keys is None:
+            xp = get_array_module(keys)
+            self.keys = xp.empty((B, H, self.max_len, D), dtype=keys.dtype)  # (B, H, max_len, D)
+            self.values = xp.empty((B, H, self.max_len, values.shape[-1]), dtype=values.dtype)
+        cached = (self.keys.shape[:2], self.keys.shape[-1], self.values.shape[-1])
+        if cached != ((B, H), D, values.shape[-1]) or values.shape[:3] != (B, H, T_new):
+            raise ValueError(
+                f"KV cache holds keys (B, H, T, D) = {self.keys.shape[:2] + ('T', D)}, got new keys "
+                f"{keys.shape} and values {values.shape}; call reset() before caching another batch"
+            )
+        end = self.length + T_new
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache full: {self.length} cached + {T_new} new positions > max_len = {self.max_len}; "
+                "create KVCache(max_len) with the longest sequence (the context length), or reset() it"
+            )
+        self.keys[:, :, self.length:end] = keys
+        self.values[:, :, self.length:end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]  # (B, H, T_past + T_new, D)
+
+    def reset(self) -> None:
+        """Forget everything (the next append may have another batch size)."""
+        self.keys = self.values = None
+        self.length = 0
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length}, max_len={self.max_len})"
+
+
+class MultiHeadAttention(Module):
+    """H attention heads side by side on a width C = H * D (chapter 07, eqs. 7.1-7.3).
+
+    q = x W_q + b_q, k = c W_k + b_k, v = c W_v + b_v with c = x (self-attention) or c = ``context``
+    (cross-attention); each is cut into H heads by a reshape (B, T, C) -> (B, T, H, D) -> (B, H, T, D);
+    :func:`scaled_dot_product_attention` runs on all heads at once; the heads are glued back and mixed by
+    ``out_proj``. Parameters: 4 (C^2 + C) with bias (eq. 7.3). Dropout (probability ``dropout``) acts on the
+    attention weights in training mode only, with masks drawn from a generator seeded from ``rng``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+        if num_heads < 1 or d_model < 1 or d_model % num_heads:
+            raise ValueError(
+                f"MultiHeadAttention needs d_model = num_heads * head_dim: d_model = {d_model} is not "
+                f"divisible by num_heads = {num_heads}; choose num_heads among "
+                f"{[h for h in range(1, d_model + 1) if d_model % h == 0]}"
+            )
+        _check_dropout(dropout)
+        rng = rng or default_rng()
+        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, d_model // num_heads
+        self.dropout_p = dropout
+        self.q_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.out_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.rng = np.random.default_rng(int(rng.integers(2**63)))  # dropout masks; one seed fixes all
+
+    def _check_width(self, x: Tensor, name: str) -> None:
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"MultiHeadAttention expected {name} (B, T, C) with C = d_model = {self.d_model}, got {x.shape}"
+            )
+
+    def _head_mask(self, mask, B: int, T_q: int, T_k: int):
+        """A user mask as 4 axes against the scores (B, H, T_q, T_k).
+
+        (B, T_k) is a key padding mask (True = real token) -> (B, 1, 1, T_k): every query of example b
+        ignores b's padded keys, in every head. (B, T_q, T_k) -> (B, 1, T_q, T_k): shared by the heads.
+        Four axes are used as given. A (T_q, T_k) pattern for the whole batch is passed as (1, T_q, T_k).
+        """
+        if mask is None:
+            return None
+        data = mask.data if isinstance(mask, Tensor) else mask
+        data = data if hasattr(data, "dtype") else np.asarray(data)
+        if data.ndim == 2:
+            if data.shape[0] not in (1, B) or data.shape[1] != T_k:
+                raise ValueError(
+                    f"a 2-D mask is a key padding mask (B, T_k) = ({B}, {T_k}), True = real token; got "
+                    f"{data.shape}. For a (T_q, T_k) pattern shared by the batch pass mask[None] (1, T_q, T_k)"
+                )
+            return data[:, None, None, :]  # (B, 1, 1, T_k)
+        if data.ndim == 3:
+            return data[:, None, :, :]  # (B, 1, T_q, T_k)
+        if data.ndim == 4:
+            return data
+        raise ValueError(
+            f"mask expected (B, T_k), (B, T_q, T_k) or (B, H, T_q, T_k) = ({B}, {T_k}), ({B}, {T_q}, {T_k}) "
+            f"or ({B}, {self.num_heads}, {T_q}, {T_k}), got {data.shape}"
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None, is_causal: bool = False,
+                return_weights: bool = False, cache: KVCache | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, T_q, C) -> (B, T_q, C); with ``return_weights`` also the weights (B, H, T_q, T_k).
+
+        ``context`` (B, T_k, C): keys and values come from it (cross-attention); None: from x. ``mask``: see
+        :meth:`_head_mask`. ``cache``: a :class:`KVCache`; x holds only the new positions, their keys and
+        values are appended, and the queries attend to every cached position (with ``is_causal``, aligned
+        bottom-right, so new position i sees the past and the new positions up to i). Needs ``tl.no_grad()``.
+        """
+        self._check_width(x, "x")
+        B, T_q, C = x.shape
+        H, D = self.num_heads, self.head_dim
+        source = x if context is None else context
+        if context is not None:
+            self._check_width(context, "context")
+            if context.shape[0] != B:
+                raise ValueError(f"x and context batch sizes differ: {B} vs {context.shape[0]}")
+        if cache is not None:
+            if context is not None:
+                raise ValueError("the KV cache is for causal self-attention; cross-attention takes no cache")
+            if is_grad_enabled():
+                raise RuntimeError(
+                    "the KV cache holds plain arrays outside the graph, so it is for generation only: call "
+                    "the model under `with tl.no_grad():`"
+                )
+        T_k = source.shape[1] + (cache.length if cache is not None else 0)
+        mask = self._head_mask(mask, B, T_q, T_k)
+        attention_mask(mask, False, (B, H, T_q, T_k), x.data)  # check the mask before touching the cache
+
+        q = self.q_proj(x).reshape(B, T_q, H, D).transpose(0, 2, 1, 3)  # (B, T_q, C) -> (B, H, T_q, D)
+        k = self.k_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_src, D)
+        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_src, D)
+        if cache is not None:
+            keys, values = cache.append(k.data, v.data)  # (B, H, T_past + T_q, D)
+            k, v = Tensor(keys), Tensor(values)
+        result = scaled_dot_product_attention(
+            q, k, v, mask=mask, is_causal=is_causal, dropout_p=self.dropout_p if self.training else 0.0,
+            rng=self.rng, return_weights=return_weights,
+        )
+        out, weights = result if return_weights else (result, None)  # out (B, H, T_q, D)
+        out = out.transpose(0, 2, 1, 3).reshape(B, T_q, C)  # (B, T_q, H, D) -> (B, T_q, C)
+        out = self.out_proj(out)  # (B, T_q, C)
+        return (out, weights) if return_weights else out
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout_p}"

@@ -1,0 +1,54 @@
+"""Choosing the next token from a model's logits (chapter 11, section "Sampling distributions").
+
+Given logits z (B, V) for the next position, sampling draws a token from p = softmax(z / temperature),
+optionally restricted to the k most likely tokens (top-k; Fan et al. 2018) or to the smallest set of tokens
+whose probabilities add up to at least ``top_p`` (nucleus sampling; Holtzman et al. 2020). Temperature 0
+means greedy decoding (the arg-max). Everything is whole-array NumPy over the batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """Return a copy of ``logits`` (B, V) with the tokens outside top-k / the top-p nucleus set to -inf."""
+    logits = np.array(logits, dtype=np.float64)  # (B, V), a copy we own
+    vocab = logits.shape[-1]
+    if top_k is not None:
+        if not 1 <= top_k:
+            raise ValueError(f"top_k must be a positive integer, got {top_k}")
+        if top_k < vocab:
+            kth = np.partition(logits, vocab - top_k, axis=-1)[:, vocab - top_k : vocab - top_k + 1]  # (B, 1)
+            logits[logits < kth] = -np.inf
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        order = np.argsort(-logits, axis=-1)  # (B, V) most likely first
+        sorted_logits = np.take_along_axis(logits, order, axis=-1)
+        probs = np.exp(sorted_logits - sorted_logits[:, :1])
+        probs /= probs.sum(axis=-1, keepdims=True)
+        mass_before = np.cumsum(probs, axis=-1) - probs  # probability of the tokens ranked above each one
+        drop_sorted = mass_before >= top_p  # the most likely token always stays (its mass_before is 0)
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        logits[drop] = -np.inf
+    return logits
+
+
+def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """Draw one token id per row of ``logits`` (B, V); returns int64 (B,)."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"sample_next expects logits (B, V), got shape {logits.shape}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:  # greedy decoding
+        return logits.argmax(axis=-1).astype(np.int64)
+    logits = filter_logits(logits / temperature, top_k, top_p)  # (B, V)
+    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    cdf = np.cumsum(probs, axis=-1)  # (B, V)
+    u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # (B, 1)
+    return (cdf <= u).sum(axis=-1).clip(max=logits.shape[-1] - 1).astype(np.int64)  # first index with cdf > u

@@ -1,0 +1,347 @@
+"""One training loop for GPT and BERT (chapter 11, "Training"; chapter 09 for the optimizer and checkpoints).
+
+    for step in range(iters):
+        lr = warm-up + cosine schedule(step)
+        for k micro-batches: loss = task.loss(model, batch) / k; loss.backward()    (gradient accumulation)
+        clip the global gradient norm; AdamW step; zero the gradients
+        every eval_interval steps: validation loss (and perplexity; for BERT masked-token accuracy)
+
+A run writes to ``out_dir``: ``checkpoint.safetensors`` (weights, optimizer moments, step, random-generator
+states, tokenizer and settings: everything an exact resume needs; written atomically, no pickle),
+``loss.png`` and ``metrics.json``. Ctrl-C finishes the current step, saves a checkpoint and stops; ``resume``
+continues from it and gives the same losses as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyllm import optim
+from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
+from tinyllm.data import load_corpus, load_text
+from tinyllm.models import BERT, BERT_PRESETS, GPT, GPT_PRESETS, BERTConfig, GPTConfig
+from tinyllm.nn import Module
+from tinyllm.objectives import BERT_SPECIAL_TOKENS, LanguageModelTask, MaskedLMTask
+from tinyllm.runtime import keep_freed_memory
+from tinyllm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "tinyllm-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training recipe. Defaults: nanoGPT's CPU recipe for character-level Shakespeare."""
+
+    model: str = "gpt"  # "gpt" (autoregressive LM) or "bert" (MLM + NSP)
+    preset: str = "shakespeare-char"  # model shape: a key of GPT_PRESETS or BERT_PRESETS
+    data: str | None = None  # a UTF-8 text file (last 10% = validation); None: the Shakespeare corpus
+    corpus: str = "shakespeare"  # which bundled corpus when data is None ("shakespeare-all": 37 plays)
+    tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the training text)
+    bpe_vocab_size: int = 2000  # BPE vocabulary: 256 bytes + merges + special tokens
+    iters: int = 2000  # optimizer steps
+    batch_size: int = 12  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per step (effective batch = batch_size * grad_accum)
+    lr: float = 1e-3  # peak learning rate, reached after the warm-up
+    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
+    warmup_iters: int = 100  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW decay on matrices (not on biases and LayerNorms)
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.99  # AdamW second-moment decay (0.99: small batches, nanoGPT)
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: off)
+    mask_prob: float = 0.15  # BERT: fraction of tokens chosen for the MLM loss
+    eval_interval: int = 250  # steps between validation estimates
+    eval_iters: int = 20  # batches per periodic validation estimate
+    final_eval_iters: int = 200  # batches for the final train and validation losses
+    checkpoint_interval: int = 500  # steps between checkpoints (and one at the end)
+    sample_tokens: int = 500  # GPT: length of the sample printed at the end (0: none)
+    seed: int = 1337  # initialisation, batches and dropout
+    device: str = "cpu"  # "cpu" or "cuda"
+    out_dir: str = "runs/shakespeare-char"  # where checkpoint, loss curve and metrics go
+
+
+TRAIN_PRESETS = {
+    "shakespeare-char": TrainConfig(),
+    "shakespeare-bert": TrainConfig(
+        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32, lr=5e-4,
+        min_lr=5e-5, warmup_iters=100, weight_decay=0.01, beta2=0.999, sample_tokens=0,
+        out_dir="runs/shakespeare-bert",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Building the pieces
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_texts(config: TrainConfig) -> tuple[str, str]:
+    """(train, validation) text: a user's file with the fixed 90/10 split, or the bundled corpus."""
+    return load_text(config.data) if config.data else load_corpus(config.corpus)
+
+
+def build_tokenizer(config: TrainConfig, train_text: str, val_text: str):
+    if config.tokenizer == "char":  # the alphabet of the whole text, as in nanoGPT
+        return CharTokenizer.from_text(train_text + val_text)
+    if config.tokenizer == "bpe":
+        specials = BERT_SPECIAL_TOKENS if config.model == "bert" else ("<|endoftext|>",)
+        return BPETokenizer.train(train_text, config.bpe_vocab_size, special_tokens=specials)
+    raise ValueError(f"unknown tokenizer {config.tokenizer!r}; expected 'char' or 'bpe'")
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig | BERTConfig:
+    presets = GPT_PRESETS if config.model == "gpt" else BERT_PRESETS
+    if config.preset not in presets:
+        raise ValueError(f"unknown {config.model} preset {config.preset!r}; choose one of {sorted(presets)}")
+    return dataclasses.replace(presets[config.preset], vocab_size=vocab_size)
+
+
+def build_model(kind: str, shape: GPTConfig | BERTConfig, seed: int) -> Module:
+    rng = np.random.default_rng(seed)
+    return GPT(shape, rng=rng) if kind == "gpt" else BERT(shape, rng=rng)
+
+
+def build_task(config: TrainConfig, tokenizer, shape, train_text: str, val_text: str):
+    if config.model == "gpt":
+        train_ids = np.array(tokenizer.encode(train_text), dtype=np.int64)
+        val_ids = np.array(tokenizer.encode(val_text), dtype=np.int64)
+        return LanguageModelTask(train_ids, val_ids, config.batch_size, shape.block_size)
+    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.block_size, config.mask_prob)
+
+
+def build_optimizer(config: TrainConfig, model: Module) -> optim.AdamW:
+    groups = optim.param_groups_for_weight_decay(model, config.weight_decay)
+    return optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
+
+
+def module_generators(model: Module) -> dict[str, np.random.Generator]:
+    """Every random generator the model's layers own (dropout masks), by module name: saved for resume."""
+    return {f"{name}.rng" if name else "rng": module.rng for name, module in model.named_modules()
+            if isinstance(getattr(module, "rng", None), np.random.Generator)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, config: TrainConfig, shape, tokenizer, model: Module, optimizer,
+                    step: int, data_rng: np.random.Generator, history: dict) -> None:
+    """Everything needed to resume exactly, in one safetensors file (written atomically)."""
+    arrays = {f"model.{name}": value for name, value in model.state_dict().items()}
+    optimizer_arrays, optimizer_numbers = optim.optimizer_state_to_arrays(optimizer.state_dict())
+    arrays.update(optimizer_arrays)
+    generators = {"data": data_rng.bit_generator.state}
+    generators.update({name: g.bit_generator.state for name, g in module_generators(model).items()})
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "train_config": json.dumps(dataclasses.asdict(config)),
+        "model_kind": config.model,
+        "model_config": json.dumps(dataclasses.asdict(shape)),
+        "tokenizer": json.dumps(tokenizer.to_dict()),
+        "step": str(step),
+        "generators": json.dumps(generators),
+        "optimizer": json.dumps(optimizer_numbers),
+        "history": json.dumps(history),
+    }
+    save_safetensors(path, arrays, metadata)
+
+
+def load_checkpoint(path: str | Path):
+    """Read a training checkpoint: returns (model, tokenizer, info) with info holding the rest."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    arrays, metadata = load_safetensors(path)
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a tinyllm training checkpoint (no '{CHECKPOINT_FORMAT}' "
+            "format tag); pass the checkpoint.safetensors written by `tinyllm train`"
+        )
+    kind = metadata["model_kind"]
+    shape_class = GPTConfig if kind == "gpt" else BERTConfig
+    shape = shape_class(**json.loads(metadata["model_config"]))
+    model = build_model(kind, shape, seed=0)
+    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+    tokenizer = tokenizer_from_dict(json.loads(metadata["tokenizer"]))
+    saved = json.loads(metadata["train_config"])
+    info = {
+        "config": TrainConfig(**saved),
+        "shape": shape,
+        "step": int(metadata["step"]),
+        "generators": json.loads(metadata["generators"]),
+        "optimizer_state": optim.optimizer_state_from_arrays(arrays, json.loads(metadata["optimizer"])),
+        "history": json.loads(metadata["history"]),
+    }
+    return model, tokenizer, info
+
+
+# --------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request to stop after the current step; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Run ``config`` (or continue the run in ``config.out_dir`` when ``resume``); return the metrics."""
+    out_dir = Path(config.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    train_text, val_text = load_texts(config)
+    if resume:
+        model, tokenizer, info = load_checkpoint(checkpoint_path)
+        saved = info["config"]
+        changed = [f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in ("iters", "out_dir", "device", "checkpoint_interval", "eval_interval")
+                   and getattr(saved, f.name) != getattr(config, f.name)]
+        if changed:
+            raise ValueError(f"cannot resume {checkpoint_path} with different settings: {', '.join(changed)}")
+        shape, step, history = info["shape"], info["step"], info["history"]
+    else:
+        tokenizer = build_tokenizer(config, train_text, val_text)
+        shape = model_config(config, tokenizer.vocab_size)
+        model = build_model(config.model, shape, config.seed)
+        step, history = 0, {"step": [], "train_loss": [], "eval_step": [], "val_loss": [], "lr": []}
+    model.to(config.device)
+    task = build_task(config, tokenizer, shape, train_text, val_text)
+    optimizer = build_optimizer(config, model)
+    data_rng = np.random.default_rng(config.seed)
+    if resume:
+        optimizer.load_state_dict(info["optimizer_state"])
+        data_rng.bit_generator.state = info["generators"]["data"]
+        for name, generator in module_generators(model).items():
+            generator.bit_generator.state = info["generators"][name]
+    keep_freed_memory()
+    log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
+        f"vocabulary {tokenizer.vocab_size}, {task.tokens_per_batch * config.grad_accum} tokens per step")
+
+    def save() -> None:
+        save_checkpoint(checkpoint_path, config, shape, tokenizer, model, optimizer, step, data_rng, history)
+
+    def schedule(i: int) -> float:
+        return optim.warmup_cosine(i, config.lr, config.min_lr, config.warmup_iters, config.iters)
+
+    stop = _StopRequest()
+    previous_handler = signal.signal(signal.SIGINT, stop)
+    bar = _progress_bar(progress, config.iters, step)
+    start_step, started = step, time.perf_counter()
+    try:
+        while step < config.iters and not stop.requested:
+            lr = schedule(step)
+            optim.set_lr(optimizer, lr)
+            loss_sum = 0.0
+            for _ in range(config.grad_accum):
+                loss = task.loss(model, task.batch("train", data_rng)) / config.grad_accum
+                loss.backward()
+                loss_sum += loss.item()
+            if config.grad_clip > 0:
+                optim.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            history["step"].append(step)
+            history["train_loss"].append(loss_sum)
+            history["lr"].append(lr)
+            elapsed = time.perf_counter() - started
+            tokens_per_s = (step - start_step) * task.tokens_per_batch * config.grad_accum / elapsed
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+            if step % config.eval_interval == 0 and step < config.iters:
+                val = task.evaluate(model, "val", config.eval_iters, seed=config.seed + 1)
+                history["eval_step"].append(step)
+                history["val_loss"].append(val["loss"])
+                model.train()
+                _write(bar, log, f"step {step}: train loss {loss_sum:.4f}, val loss {val['loss']:.4f}")
+            if step % config.checkpoint_interval == 0 and step < config.iters:
+                save()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    save()
+    if stop.requested:
+        log(f"interrupted at step {step}: checkpoint saved to {checkpoint_path}; continue with "
+            f"`tinyllm train --resume --out {out_dir}`")
+        return {"interrupted": True, "iters": step}
+
+    steps_run = step - start_step
+    metrics = {"model": config.model, "preset": config.preset, "parameters": model.num_parameters(),
+               "iters": step, "wall_s": round(wall, 2),
+               "ms_per_step": round(1000 * wall / max(steps_run, 1), 2),
+               "tokens_per_s": round(steps_run * task.tokens_per_batch * config.grad_accum / max(wall, 1e-9), 1)}
+    val = task.evaluate(model, "val", config.final_eval_iters, seed=config.seed + 1)
+    train_eval = task.evaluate(model, "train", config.final_eval_iters, seed=config.seed + 2)
+    model.train()
+    metrics.update({"val_loss": round(val["loss"], 4), "train_loss": round(train_eval["loss"], 4),
+                    "val_perplexity": round(val["perplexity"], 3)})
+    if config.model == "bert":
+        metrics.update({key: round(val[key], 4) for key in
+                        ("mlm_loss", "mlm_accuracy", "baseline_accuracy", "nsp_accuracy")})
+    history["eval_step"].append(step)
+    history["val_loss"].append(val["loss"])
+    save()
+    plot_losses(history, out_dir / "loss.png", title=f"{config.model.upper()} {config.preset}")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _write(bar, log, message: str) -> None:
+    if bar is not None:
+        bar.write(message)
+    else:
+        log(message)
+
+
+def plot_losses(history: dict, path: Path, title: str = "") -> None:
+    """Training loss per step (light), its moving average, and the validation estimates (dots) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, losses = np.array(history["step"]), np.array(history["train_loss"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(losses):
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, lw=0.8, label="train (per step)")
+        window = max(1, min(50, len(losses) // 10))
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, color="tab:blue", label=f"train ({window}-step mean)")
+    if history["eval_step"]:
+        ax.plot(history["eval_step"], history["val_loss"], "o-", color="tab:orange", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
