@@ -3,7 +3,9 @@
 Times forward + backward (float32, causal self-attention) of one pre-LN block at a small and a GPT-sized
 setting, and the fused LayerNorm and GELU against their composed references at the block's shapes. Every
 variant of a setting is timed in turn inside each repeat (interleaved), so slow phases of a shared machine
-hit all variants alike; the table reports the median and the best of the repeats.
+hit all variants alike; the table reports the median and the best wall-clock time of the repeats, and the
+median CPU time of this process (all its threads), which other programs competing for the cores disturb far
+less than the wall clock.
 
     python benchmarks/bench_block.py              # both settings, 15 repeats
     python benchmarks/bench_block.py --quick      # the small setting only, 5 repeats
@@ -37,20 +39,21 @@ def forward_backward(make_output: Callable[[], tl.Tensor], grad: np.ndarray) -> 
     return step
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of every step, one call each per repeat, after one warm-up call each."""
+def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Wall-clock and CPU seconds per call of every step, one call each per repeat, after a warm-up call each."""
     for step in steps.values():
         step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    times = {name: {"wall": [], "cpu": []} for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             step()
-            times[name].append(time.perf_counter() - start)
+            times[name]["cpu"].append(time.process_time() - cpu)
+            times[name]["wall"].append(time.perf_counter() - wall)
     return times
 
 
-def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, list[float]]:
+def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, dict[str, list[float]]]:
     rng = np.random.default_rng(0)
     block = nn.TransformerBlock(C, H, norm_first=True, rng=rng)  # float32, d_ff = 4C
     x = tl.tensor(rng.standard_normal((B, T, C)).astype(np.float32), requires_grad=True)
@@ -75,15 +78,18 @@ def main() -> None:
     args = parser.parse_args()
     settings = SETTINGS[:1] if args.quick else SETTINGS
     repeats = 5 if args.quick else args.repeats
-    print(f"numpy {np.__version__}, float32, forward + backward, median (best) of {repeats} interleaved repeats")
+    print(f"numpy {np.__version__}, float32, forward + backward, {repeats} interleaved repeats")
     for B, T, C, H in settings:
         times = bench_setting(B, T, C, H, repeats)
         print(f"\nB={B}, T={T}, C={C}, H={H}  (LayerNorm on (B, T, C), GELU on (B, T, 4C))")
-        for name, values in times.items():
-            print(f"  {name:<22} {1e3 * statistics.median(values):9.2f} ms  ({1e3 * min(values):.2f} ms)")
+        print(f"  {'':<22} {'wall median':>12} {'wall best':>10} {'CPU median':>11}")
+        for name, t in times.items():
+            wall, cpu = 1e3 * statistics.median(t["wall"]), 1e3 * statistics.median(t["cpu"])
+            print(f"  {name:<22} {wall:9.2f} ms {1e3 * min(t['wall']):7.2f} ms {cpu:8.2f} ms")
         for op in ("layer_norm", "gelu"):
-            ratio = statistics.median(times[f"{op} composed"]) / statistics.median(times[f"{op} fused"])
-            print(f"  {op}: fused is {ratio:.2f}x faster than composed")
+            fused, composed = times[f"{op} fused"], times[f"{op} composed"]
+            ratios = [statistics.median(composed[k]) / statistics.median(fused[k]) for k in ("wall", "cpu")]
+            print(f"  {op}: composed / fused = {ratios[0]:.2f} (wall), {ratios[1]:.2f} (CPU)")
 
 
 if __name__ == "__main__":

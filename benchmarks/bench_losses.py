@@ -6,8 +6,8 @@
 N = B*T rows of logits, V classes: (768, 65) is the character-level GPT of chapter 11 (B=12, T=64),
 (8192, 2000) a BPE-vocabulary model. The fused op and its composed twin run in alternation (interleaved),
 so a slow-down of the machine hits both alike, and the medians are compared. The last line shows BERT's
-masked-LM loss, which gathers the ~15% chosen rows before the softmax, against a cross-entropy with
-ignore_index over every row.
+masked-LM loss, which gathers the ~15% chosen rows before the softmax ("fused" column), against a
+cross-entropy with ignore_index over every row ("composed" column).
 """
 
 from __future__ import annotations

@@ -289,8 +289,8 @@ def test_rope_random_shapes_formula_and_gradcheck(B, H, T, half, offset, seed):
     D = 2 * half
     rope = nn.RotaryEmbedding(D, max_len=12, base=100.0)
     x = variable(np.random.default_rng(seed).standard_normal((B, H, T, D)))
-    np.testing.assert_allclose(rope(x, offset=offset).numpy(),
-                               rope_by_formula(x.numpy(), np.arange(offset, offset + T), base=100.0), atol=1e-12)
+    expected = rope_by_formula(x.numpy(), np.arange(offset, offset + T), base=100.0)
+    np.testing.assert_allclose(rope(x, offset=offset).numpy(), expected, atol=1e-12)
     assert tl.gradcheck(lambda t: rope(t, offset=offset), x, seed=seed)
 
 
@@ -313,11 +313,11 @@ def test_rope_errors():
     with pytest.raises(ValueError, match="head_dim must be even, got 5"):
         nn.RotaryEmbedding(5)
     rope = nn.RotaryEmbedding(8, max_len=10)
-    with pytest.raises(ValueError, match=r"expected inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"):
+    with pytest.raises(ValueError, match=r"inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"):
         rope(tl.zeros(1, 2, 3, 6))
     with pytest.raises(ValueError, match=r"T=4 tokens at offset 7 need positions up to 10.*max_len=10"):
         rope(tl.zeros(1, 2, 4, 8), offset=7)
-    with pytest.raises(ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3"):
         F.apply_rotary(tl.zeros(1, 3, 8), np.ones((3, 3)), np.ones((3, 3)))
     with pytest.raises(ValueError, match=r"x of shape \(..., T, D\) with D even, got \(3, 5\)"):
         F.apply_rotary(tl.zeros(3, 5), np.ones((3, 2)), np.ones((3, 2)))
@@ -347,7 +347,7 @@ def test_positional_modules_on_device(device):
         v = rng.standard_normal(y.shape).astype(np.float32)
         y.backward(tl.tensor(v, device=device))
         if module is rope:  # the inverse rotation of v
-            np.testing.assert_allclose(t.grad.numpy(), rope_by_formula(v.astype(np.float64), -np.arange(2, 7)),
-                                       atol=1e-5)
+            inverse = rope_by_formula(v.astype(np.float64), -np.arange(2, 7))
+            np.testing.assert_allclose(t.grad.numpy(), inverse, atol=1e-5)
         else:
             np.testing.assert_array_equal(t.grad.numpy(), v)

@@ -1,4 +1,4 @@
-"""Chapter 06, scaled dot-product attention: the fused op against the composed one, NumPy and finite differences.
+"""Chapter 06, scaled dot-product attention: fused op, composed op, NumPy formulas and finite differences.
 
 Under test: ``tinyllm/nn/attention.py`` (``ScaledDotProductAttention``, ``scaled_dot_product_attention``,
 ``scaled_dot_product_attention_composed``). The chapter's equations are computed here directly in NumPy
@@ -132,9 +132,8 @@ def test_gradcheck_composed():
     rng = np.random.default_rng(3)
     T_q, T_k, mask, is_causal = mask_case("padding+causal", rng)
     q, k, v = random_qkv(rng, T_q=T_q, T_k=T_k, D=3)
-    assert tl.gradcheck(
-        lambda q, k, v: F.scaled_dot_product_attention_composed(q, k, v, mask=mask, is_causal=is_causal), q, k, v
-    )
+    composed = F.scaled_dot_product_attention_composed
+    assert tl.gradcheck(lambda q, k, v: composed(q, k, v, mask=mask, is_causal=is_causal), q, k, v)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -297,7 +296,7 @@ def test_causal_output_ignores_the_future():
 
 
 def test_causal_is_bottom_right_aligned():
-    """T_q < T_k: the queries are the last T_q positions, so the result is the last rows of the full attention."""
+    """T_q < T_k: the queries are the last T_q positions, so the result is the full attention's last rows."""
     rng = np.random.default_rng(9)
     q, k, v = (tl.tensor(rng.standard_normal((2, 3, 6, 4))) for _ in range(3))
     full = F.scaled_dot_product_attention(q, k, v, is_causal=True).numpy()
@@ -371,8 +370,9 @@ def test_dropout_is_seeded_and_scaled():
     zero = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, rng=np.random.default_rng(1)).numpy()
     np.testing.assert_array_equal(zero, plain)
     # E[P~] = P: the average over many masks approaches the plain output
-    mean = np.mean([F.scaled_dot_product_attention(q, k, v, dropout_p=0.25, rng=np.random.default_rng(s)).numpy()
-                    for s in range(200)], axis=0)
+    draws = [F.scaled_dot_product_attention(q, k, v, dropout_p=0.25, rng=np.random.default_rng(s)).numpy()
+             for s in range(200)]
+    mean = np.mean(draws, axis=0)
     assert np.abs(mean - plain).mean() < 0.05 * np.abs(plain).mean() + 0.01
 
 

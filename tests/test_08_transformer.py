@@ -2,7 +2,7 @@
 
 Three layers of evidence: float64 gradient checks (random cotangents) of every op and layer; hypothesis
 shapes for the fused ops; and the chapter's closed forms (the LayerNorm Jacobian and backward, eq. 8.6-8.7;
-GELU's derivative, eq. 8.10; the block equations 8.14-8.15; the parameter count, eq. 8.16) computed directly
+GELU's derivative, eq. 8.11; the block equations 8.14-8.15; the parameter count, eq. 8.16) computed directly
 in NumPy and compared with autograd and with finite differences.
 """
 
@@ -246,7 +246,7 @@ def test_gelu_fused_equals_composed(approximate, device):
 
 
 def test_gelu_exact_values_and_derivative_closed_form():
-    """GELU(x) = x Phi(x) (eq. 8.9) and GELU'(x) = Phi(x) + x phi(x) (eq. 8.10), against math.erf."""
+    """GELU(x) = x Phi(x) (eq. 8.10) and GELU'(x) = Phi(x) + x phi(x) (eq. 8.11), against math.erf."""
     x = np.linspace(-6, 6, 241)
     y = F.gelu(tl.tensor(x)).numpy()
     np.testing.assert_allclose(y, numpy_gelu(x), rtol=0, atol=1.5e-7 * 3.0 + 1e-15)  # A&S 7.1.26: |e| <= 1.5e-7
@@ -264,7 +264,7 @@ def test_gelu_exact_values_and_derivative_closed_form():
 
 
 def test_gelu_tanh_derivative_closed_form():
-    """eq. 8.12 in NumPy vs autograd vs finite differences of eq. 8.11."""
+    """eq. 8.13 in NumPy vs autograd vs finite differences of eq. 8.12."""
     x = np.linspace(-5, 5, 101)
     c = math.sqrt(2 / math.pi)
 
@@ -339,7 +339,7 @@ def test_feed_forward_gradcheck(activation):
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu"])
 def test_feed_forward_is_eq_8_13(activation):
-    """FF(x) = act(x W1 + b1) W2 + b2 (eq. 8.13), token by token."""
+    """FF(x) = act(x W1 + b1) W2 + b2 (eq. 8.9), token by token."""
     ff = float64_ff(activation)
     x = np.random.default_rng(12).standard_normal((2, 3, 4))
     h = x @ ff.fc1.weight.numpy() + ff.fc1.bias.numpy()

@@ -262,8 +262,8 @@ class KVCache:
         cached = (self.keys.shape[:2], self.keys.shape[-1], self.values.shape[-1])
         if cached != ((B, H), D, values.shape[-1]) or values.shape[:3] != (B, H, T_new):
             raise ValueError(
-                f"KV cache holds keys (B, H, T, D) = {self.keys.shape[:2] + ('T', D)}, got new keys "
-                f"{keys.shape} and values {values.shape}; call reset() before caching another batch"
+                f"KV cache holds keys (B, H, T, D) = {(*self.keys.shape[:2], self.length, self.keys.shape[-1])}, "
+                f"got new keys {keys.shape} and values {values.shape}; call reset() before caching another batch"
             )
         end = self.length + T_new
         if end > self.max_len:
@@ -372,12 +372,12 @@ class MultiHeadAttention(Module):
                     "the model under `with tl.no_grad():`"
                 )
         T_k = source.shape[1] + (cache.length if cache is not None else 0)
-        mask = self._head_mask(mask, B, T_q, T_k)
+        mask = self._head_mask(mask, B, T_q, T_k)  # 4 axes, broadcastable to (B, H, T_q, T_k), or None
         attention_mask(mask, False, (B, H, T_q, T_k), x.data)  # check the mask before touching the cache
 
         q = self.q_proj(x).reshape(B, T_q, H, D).transpose(0, 2, 1, 3)  # (B, T_q, C) -> (B, H, T_q, D)
-        k = self.k_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_src, D)
-        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_src, D)
+        k = self.k_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, T_s, C) -> (B, H, T_s, D)
+        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_s, D), T_s = source length
         if cache is not None:
             keys, values = cache.append(k.data, v.data)  # (B, H, T_past + T_q, D)
             k, v = Tensor(keys), Tensor(values)

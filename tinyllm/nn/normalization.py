@@ -1,4 +1,4 @@
-"""Layer normalisation (chapter 08, section "LayerNorm").
+"""Layer normalisation (chapter 08, sections 8.1 and 8.2).
 
 Each token's feature vector x (the last axis, C entries) is standardised on its own, then scaled and shifted:
 

@@ -114,7 +114,9 @@ class LearnedPositionalEmbedding(Module):
 
     def __init__(self, max_len: int, dim: int, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
         if max_len < 1 or dim < 1:
-            raise ValueError(f"LearnedPositionalEmbedding needs max_len >= 1 and dim >= 1, got ({max_len}, {dim})")
+            raise ValueError(
+                f"LearnedPositionalEmbedding needs max_len >= 1 and dim >= 1, got ({max_len}, {dim})"
+            )
         rng = rng or default_rng()
         self.max_len, self.dim = max_len, dim
         self.weight = Parameter(rng.standard_normal((max_len, dim)).astype(dtype))  # (max_len, dim)
@@ -136,7 +138,9 @@ class LearnedPositionalEmbedding(Module):
 def rotary_angles(max_len: int, head_dim: int, base: float = 10000.0) -> np.ndarray:
     """The (max_len, head_dim/2) float64 angles theta[t, i] = t * base^(-2i/head_dim)   (eq. 5.8)"""
     if head_dim < 2 or head_dim % 2:
-        raise ValueError(f"rotary embeddings rotate pairs of coordinates, so head_dim must be even, got {head_dim}")
+        raise ValueError(
+            f"rotary embeddings rotate pairs of coordinates, so head_dim must be even, got {head_dim}"
+        )
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
     frequencies = base ** (-np.arange(0, head_dim, 2) / head_dim)  # (D/2,)

@@ -5,7 +5,7 @@ A block is two sub-layers, each wrapped in a residual connection and a LayerNorm
     pre-LN  (GPT-2):                     x = x + Attn(LN1(x));      x = x + FF(LN2(x))        (eq. 8.14)
     post-LN (original Transformer, BERT): x = LN1(x + Attn(x));      x = LN2(x + FF(x))        (eq. 8.15)
 
-with FF(x) = fc2(act(fc1(x))) (eq. 8.13). A decoder block adds cross-attention to an encoder output
+with FF(x) = fc2(act(fc1(x))) (eq. 8.9). A decoder block adds cross-attention to an encoder output
 between the two (``cross_attention=True``). The module tree, by attribute name (checkpoints and the loaders
 of pretrained weights rely on these names):
 
@@ -44,7 +44,7 @@ def _dropout_rng(rng: np.random.Generator) -> np.random.Generator:
 
 
 class FeedForward(Module):
-    """FF(x) = dropout(fc2(act(fc1(x)))), applied to every token on its own (eq. 8.13).
+    """FF(x) = dropout(fc2(act(fc1(x)))), applied to every token on its own (eq. 8.9).
 
     ``fc1`` widens C -> d_ff (4C in GPT and BERT), ``fc2`` narrows back; ``activation`` is "gelu" (exact),
     "gelu_tanh" (GPT-2) or "relu" (the original Transformer). The dropout is the block's residual dropout

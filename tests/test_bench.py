@@ -1,0 +1,109 @@
+"""Chapter 11, "Making it fast": the benchmark behind ``tinyllm bench`` runs, prints its figures, and counts
+FLOPs as its docstring derives. No timing is asserted (the test machine's speed is nobody's business here).
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from tinyllm import bench
+from tinyllm.models import GPT, GPT_PRESETS, GPTConfig
+from tinyllm.nn.attention import ScaledDotProductAttention
+from tinyllm.ops import MatMul
+
+pytestmark = pytest.mark.ch11
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_tiny_run_prints_every_figure_and_one_json_line(capsys):
+    figures = bench.run_benchmarks(steps=2, quick=True, tiny=True)
+    out = capsys.readouterr().out
+    for field in ("BLAS threads", "matmul peak", "ms/step", "tokens/s", "GFLOP/s", "of peak", "KV cache",
+                  "no cache", "speed-up", "tiny-1"):
+        assert field in out
+    assert "tiny-2" not in out  # quick: the first model only
+    printed = json.loads(out.strip().splitlines()[-1])
+    assert printed == json.loads(json.dumps(figures))
+    (row,) = printed["training"]
+    config = bench.TINY_SETTINGS[0].config
+    assert row["tokens_per_step"] == bench.TINY_SETTINGS[0].batch_size * config.block_size
+    assert row["tinyllm_ms"] > 0 and row["tinyllm_gflops"] > 0
+    assert row["tinyllm_tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["tinyllm_ms"] * 1e3, rel=0.02)
+    (gen,) = printed["generation"]
+    assert gen["new_tokens"] == config.block_size - 1 and gen["same_tokens"] is True
+    if HAS_TORCH:
+        assert row["max_loss_difference"] < 1e-4 and row["ratio_tinyllm_over_torch"] > 0
+
+
+def test_profile_mode_times_op_classes_and_restores_them(capsys):
+    original_forward, original_backward = MatMul.forward, MatMul.backward
+    figures = bench.run_benchmarks(steps=2, quick=True, tiny=True, compare_torch=False, generation=False,
+                                   profile=True)
+    out = capsys.readouterr().out
+    for field in ("forward (model + loss)", "backward", "clip + AdamW", "MatMul", "ScaledDotProductAttention",
+                  "outside ops", "cProfile", "tottime"):
+        assert field in out
+    assert MatMul.forward is original_forward and MatMul.backward is original_backward
+    profile = figures["profile"]["tiny-1"]
+    assert set(profile["phases_ms"]) == {"forward", "backward", "update"}
+    assert {"MatMul", "LayerNormFunction", "CrossEntropy"} <= set(profile["ops_ms"])
+
+
+def test_op_timer_counts_every_product_of_a_step():
+    """L blocks of 6 products (q, k, v, out, fc1, fc2) plus the output layer; every forward has a backward."""
+    setting = bench.TINY_SETTINGS[1]
+    runner = bench.TinyllmStep(setting.config, setting.batch_size)
+    with bench.OpTimer() as timer:
+        runner.step()
+        runner.step()
+    L = setting.config.n_layer
+    assert timer.calls[("MatMul", "forward")] == 2 * (6 * L + 1)
+    assert timer.calls[("MatMul", "backward")] == timer.calls[("MatMul", "forward")]
+    assert timer.calls[("ScaledDotProductAttention", "forward")] == 2 * L
+    assert all(seconds >= 0 for seconds in timer.seconds.values())
+
+
+def test_flop_count_matches_the_products_the_model_computes(monkeypatch):
+    """F = 2 N_mm + 4 L T C per token: count 2 M K N over the MatMul and attention products of a forward."""
+    config = GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8)
+    B, T = 3, config.block_size
+    counted = []
+
+    def counting(original, products):
+        def forward(op, *arrays):
+            counted.append(products(*arrays))
+            return original(op, *arrays)
+        return forward
+
+    def matmul_flops(a, b):  # (..., M, K) @ (K, N)
+        return 2 * int(np.prod(a.shape[:-1])) * a.shape[-1] * b.shape[-1]
+
+    def attention_flops(q, k, v):  # Q K^T: (.., T, D) @ (.., D, T);  P V: (.., T, T) @ (.., T, D)
+        return 2 * q.size * k.shape[-2] + 2 * q.shape[-2] * v.size
+
+    monkeypatch.setattr(MatMul, "forward", counting(MatMul.forward, matmul_flops))
+    monkeypatch.setattr(ScaledDotProductAttention, "forward",
+                        counting(ScaledDotProductAttention.forward, attention_flops))
+    GPT(config, rng=np.random.default_rng(0))(np.zeros((B, T), dtype=np.int64))
+    assert sum(counted) * 3 == bench.training_flops_per_token(config) * B * T
+    # the closed form for the benchmark's small model (eq. in tinyllm/bench.py): 6 N_mm + 12 L T C
+    small = GPT_PRESETS["shakespeare-char"]
+    assert bench.matmul_weights(small) == 12 * 4 * 128 ** 2 + 65 * 128 == 794_752
+    assert bench.training_flops_per_token(small) == 6 * 794_752 + 12 * 4 * 64 * 128 == 5_161_728
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_torch_twin_follows_the_same_trajectory():
+    setting = bench.TINY_SETTINGS[1]
+    ours = bench.TinyllmStep(setting.config, setting.batch_size)
+    theirs = bench.TorchStep(ours, threads=1)
+    for _ in range(4):
+        assert ours.step() == pytest.approx(theirs.step(), abs=1e-5)
+
+
+def test_bad_step_count_is_refused():
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        bench.run_benchmarks(steps=0, tiny=True)
