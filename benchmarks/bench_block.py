@@ -40,7 +40,7 @@ def forward_backward(make_output: Callable[[], tl.Tensor], grad: np.ndarray) -> 
 
 
 def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, dict[str, list[float]]]:
-    """Wall-clock and CPU seconds per call of every step, one call each per repeat, after a warm-up call each."""
+    """Wall-clock and CPU seconds per call of every step: one call each per repeat, after a warm-up."""
     for step in steps.values():
         step()
     times = {name: {"wall": [], "cpu": []} for name in steps}
@@ -72,7 +72,8 @@ def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per variant (default 15)")
     parser.add_argument("--quick", action="store_true", help="the small setting only, 5 repeats")
     args = parser.parse_args()

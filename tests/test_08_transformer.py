@@ -163,7 +163,8 @@ def test_layer_norm_matches_the_definition_with_biased_variance_and_eps():
     y = F.layer_norm(tl.tensor(x), tl.tensor(gamma), tl.tensor(beta)).numpy()
     expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * gamma + beta
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
-    unbiased = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5) * gamma + beta
+    centered = x - x.mean(-1, keepdims=True)
+    unbiased = centered / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5) * gamma + beta
     no_eps = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True)) * gamma + beta
     assert np.abs(y - unbiased).max() > 1e-2 and np.abs(y - no_eps).max() > 1e-2
     y_eps = F.layer_norm(tl.tensor(x), eps=1e-3).numpy()
@@ -207,7 +208,8 @@ def test_layer_norm_errors():
         F.layer_norm(tl.tensor(np.arange(6).reshape(2, 3)))
     with pytest.raises(ValueError, match="at least one axis, got a scalar"):
         F.layer_norm(tl.tensor(1.0))
-    with pytest.raises(ValueError, match=r"LayerNorm\(dim=4\) expected inputs \(\.\.\., C\) with C = 4, got \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"LayerNorm\(dim=4\) expected inputs \(\.\.\., C\) with C = 4, "
+                                         r"got \(2, 5\)"):
         nn.LayerNorm(4)(x)
     with pytest.raises(ValueError, match="positive width C, got 0"):
         nn.LayerNorm(0)
@@ -224,8 +226,8 @@ def test_gelu_gradcheck(approximate):
     assert tl.gradcheck(lambda x: F.gelu(x, approximate), x)
 
 
-@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3), approximate=st.sampled_from(["none", "tanh"]),
-       scale=st.floats(0.1, 6.0), seed=st.integers(0, 2**16))
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+       approximate=st.sampled_from(["none", "tanh"]), scale=st.floats(0.1, 6.0), seed=st.integers(0, 2**16))
 def test_gelu_gradcheck_hypothesis_shapes(shape, approximate, scale, seed):
     x = variable(np.random.default_rng(seed).standard_normal(shape) * scale)
     assert tl.gradcheck(lambda x: F.gelu(x, approximate), x, seed=seed)
@@ -297,8 +299,8 @@ def test_gelu_float32_stays_float32():
         y = F.gelu(x, approximate)
         y.backward(np.ones((3, 4), np.float32))
         assert y.dtype == x.grad.dtype == np.float32
-        np.testing.assert_allclose(y.numpy(), F.gelu(tl.tensor(x.numpy().astype(np.float64)), approximate).numpy(),
-                                   atol=1e-6)
+        in_float64 = F.gelu(tl.tensor(x.numpy().astype(np.float64)), approximate).numpy()
+        np.testing.assert_allclose(y.numpy(), in_float64, atol=1e-6)
 
 
 def test_relu_and_activation_modules():
@@ -374,9 +376,11 @@ def test_feed_forward_dropout_is_seeded_and_off_in_eval():
 
 
 def test_feed_forward_errors():
-    with pytest.raises(ValueError, match=r"unknown activation 'swish'; expected one of \('gelu', 'gelu_tanh', 'relu'\)"):
+    with pytest.raises(ValueError,
+                       match=r"unknown activation 'swish'; expected one of \('gelu', 'gelu_tanh', 'relu'\)"):
         nn.FeedForward(4, 8, activation="swish")
-    with pytest.raises(ValueError, match=r"FeedForward expected inputs \(\.\.\., C\) with C = d_model = 4, got \(2, 3\)"):
+    with pytest.raises(ValueError,
+                       match=r"FeedForward expected inputs \(\.\.\., C\) with C = d_model = 4, got \(2, 3\)"):
         nn.FeedForward(4, 8)(tl.zeros(2, 3))
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.5"):
         nn.FeedForward(4, 8, dropout=1.5)
@@ -624,7 +628,8 @@ def test_block_float32_stays_float32():
 
 def test_block_errors():
     block = nn.TransformerBlock(8, 2)
-    with pytest.raises(ValueError, match=r"TransformerBlock expected x \(B, T, C\) with C = d_model = 8, got \(2, 3, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"TransformerBlock expected x \(B, T, C\) with C = d_model = 8, got \(2, 3, 4\)"):
         block(tl.zeros(2, 3, 4))
     with pytest.raises(ValueError, match=r"got \(3, 8\)"):
         block(tl.zeros(3, 8))

@@ -179,10 +179,19 @@ def erf_array(x, gauss=None):
     """
     xp = get_array_module(x)
     gauss = xp.exp(-x * x) if gauss is None else gauss
-    t = 1 / (1 + _ERF_P * xp.abs(x))
+    t = xp.abs(x)
+    t *= _ERF_P
+    t += 1
+    xp.reciprocal(t, out=t)  # t = 1 / (1 + p |x|)
     a1, a2, a3, a4, a5 = _ERF_A
-    poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))  # Horner's rule
-    return xp.sign(x) * (1 - poly * gauss)
+    poly = t * a5  # Horner's rule, in place: poly = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+    for a in (a4, a3, a2, a1):
+        poly += a
+        poly *= t
+    poly *= gauss
+    xp.subtract(1, poly, out=poly)
+    poly *= xp.sign(x)
+    return poly
 
 
 class Erf(Function):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -72,8 +71,8 @@ TRAIN_PRESETS = {
     "shakespeare-char": TrainConfig(),
     "shakespeare-bert": TrainConfig(
         model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32, lr=5e-4,
-        min_lr=5e-5, warmup_iters=100, weight_decay=0.01, beta2=0.999, sample_tokens=0,
-        out_dir="runs/shakespeare-bert",
+        min_lr=5e-5, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10, final_eval_iters=50,
+        sample_tokens=0, out_dir="runs/shakespeare-bert",
     ),
 }
 

@@ -122,8 +122,10 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def gelu_composed(x: Tensor, approximate: str = "none") -> Tensor:
-    """GELU from primitive ops (``tl.erf``, ``tanh``); the chapter's starting point, used to test and benchmark
-    the fused :func:`gelu`."""
+    """GELU from primitive ops (``tl.erf``, ``tanh``).
+
+    The chapter's starting point; used to test and benchmark the fused :func:`gelu`.
+    """
     _check_approximate(approximate)
     if approximate == "tanh":
         u = (x + x * x * x * _TANH_COEF) * _SQRT_2_OVER_PI
@@ -132,7 +134,7 @@ def gelu_composed(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """ReLU(x) = max(x, 0), the engine's op (``ops.ReLU``), here so that ``F.relu`` sits next to ``F.gelu``."""
+    """ReLU(x) = max(x, 0): the engine's op (``ops.ReLU``), here so that ``F.relu`` sits by ``F.gelu``."""
     return x.relu()
 
 

@@ -73,7 +73,7 @@ class FeedForward(Module):
 
 
 class TransformerBlock(Module):
-    """One Transformer block: self-attention, optional cross-attention, feed-forward; residuals and LayerNorms.
+    """A Transformer block: self-attention, optional cross-attention, feed-forward, residuals, LayerNorms.
 
     ``norm_first=True`` is the pre-LN block of GPT-2 (eq. 8.14), ``False`` the post-LN block of the original
     Transformer and BERT (eq. 8.15). ``d_ff`` defaults to 4 * d_model. With ``cross_attention=True`` the block
@@ -137,9 +137,9 @@ class TransformerEncoder(Module):
     """A stack of ``num_layers`` bidirectional blocks (``layers``), as in BERT; ``forward(x, mask)``.
 
     ``mask`` is a (B, T) padding mask, True at real tokens and False at padding (or any boolean mask that
-    :class:`MultiHeadAttention` takes, e.g. (B, T, T)): no position attends to a padded one. ``final_norm`` adds a
-    LayerNorm ``norm`` after the last block; by default it is there exactly for pre-LN stacks, whose residual
-    stream is otherwise never normalised.
+    :class:`MultiHeadAttention` takes, e.g. (B, T, T)): no position attends to a padded one.
+    ``final_norm`` adds a LayerNorm ``norm`` after the last block; by default it is there exactly for
+    pre-LN stacks, whose residual stream is otherwise never normalised.
     """
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int | None = None,
