@@ -179,12 +179,12 @@ def erf_array(x, gauss=None):
     """
     xp = get_array_module(x)
     gauss = xp.exp(-x * x) if gauss is None else gauss
-    t = xp.abs(x)
+    t = xp.abs(x, out=xp.empty_like(x))  # with out=, even a 0-d input stays an array we can update
     t *= _ERF_P
     t += 1
     xp.reciprocal(t, out=t)  # t = 1 / (1 + p |x|)
     a1, a2, a3, a4, a5 = _ERF_A
-    poly = t * a5  # Horner's rule, in place: poly = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+    poly = xp.multiply(t, a5, out=xp.empty_like(t))  # Horner's rule, in place: poly = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
     for a in (a4, a3, a2, a1):
         poly += a
         poly *= t
