@@ -360,8 +360,6 @@ def test_generate_edge_cases_and_errors():
         model.generate(prompt, 3, temperature=-1.0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: GPT.generate switches to eval mode and restores the mode only "
-                   "on success; fix in models/gpt.py generate: restore self.train(was_training) in a finally")
 def test_generate_restores_training_mode_after_an_error():
     model = GPT(TINY, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"temperature must be >= 0"):
@@ -475,8 +473,6 @@ def test_top_p_of_one_keeps_every_token_of_moderate_probability():
     np.testing.assert_array_equal(filter_logits(logits, top_p=1.0), logits)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: top_p=1.0 drops tokens whose probability is below rounding "
-                   "(mass_before rounds to 1.0); fix in sampling.filter_logits: skip the nucleus when top_p == 1")
 def test_top_p_of_one_disables_the_filter():
     """top_p = 1 asks for the whole distribution: no token may be removed, however unlikely."""
     logits = np.array([[10.0, 0.0, -10.0, -30.0]])
@@ -498,8 +494,6 @@ def test_bad_sampling_arguments_raise():
         sample_next(np.zeros(5), rng)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a non-integer top_k reaches np.partition and fails with "
-                   "'Partition index must be integer'; fix in sampling.filter_logits: check the type")
 def test_non_integer_top_k_is_a_clear_error():
     with pytest.raises((TypeError, ValueError), match=r"top_k must be a positive integer"):
         filter_logits(np.zeros((2, 5)), top_k=2.5)

@@ -178,10 +178,7 @@ def test_checkpoints_are_written_every_checkpoint_interval(text_file, tmp_path, 
 
 @pytest.mark.parametrize("kind", [
     "gpt",
-    pytest.param("bert", marks=pytest.mark.xfail(
-        strict=True, reason="bug: the final (and periodic) validation runs with dropout on, since neither "
-        "train.py nor Task.evaluate switches the model to eval mode; fix in objectives.py: evaluate() calls "
-        "model.eval() and restores the mode (or train.py calls model.eval() before each evaluate)")),
+    "bert",
 ])
 def test_reported_losses_are_evaluations_of_the_saved_model(kind, text_file, tmp_path):
     """metrics.json's val_loss and train_loss are the task's evaluation of the final model, without dropout."""
@@ -238,10 +235,7 @@ def test_progress_bar_gives_the_same_run(text_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", [
     "gpt",
-    pytest.param("bert", marks=pytest.mark.xfail(
-        strict=True, reason="bug: the final evaluation of the first run draws dropout masks (it runs in "
-        "training mode) and the checkpoint saved after it carries the advanced dropout generators; fix: "
-        "evaluate in eval mode (objectives.py evaluate(): model.eval(), restore the mode)")),
+    "bert",
 ])
 def test_resuming_a_finished_run_equals_one_longer_run(kind, text_file, tmp_path):
     """4 steps, then resume to 8 in the same folder == 8 steps at once: same losses, same final weights.

@@ -363,9 +363,6 @@ def test_task_evaluate_recomputed(task_and_model):
     assert task.most_frequent == counts.argmax()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MaskedLMTask.evaluate (and LanguageModelTask.evaluate) run the "
-                   "model in whatever mode it is in, so validation during training uses dropout; fix in "
-                   "objectives.py: model.eval() at the start of evaluate, restore the previous mode at the end")
 def test_task_evaluate_measures_the_model_without_dropout(task_and_model):
     task, eval_model = task_and_model
     model = BERT(eval_model.config, rng=np.random.default_rng(0))  # the same weights, in training mode

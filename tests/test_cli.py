@@ -202,8 +202,6 @@ def test_fill_errors(gpt_run, bert_run, tmp_path, capsys):
     assert code == 2 and "the following arguments are required: --text" in err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `fill --top` is not checked: --top -1 prints V - 1 candidates, "
-                   "--top 0 none; fix in cli.cmd_fill: raise ValueError('--top must be a positive integer')")
 def test_fill_rejects_a_non_positive_top(bert_run, capsys):
     code, _, err = run(["fill", "--checkpoint", bert_run, "--text", "the [MASK]", "--top", "-1"], capsys)
     assert code == 2 and "--top must be a positive integer" in err

@@ -150,6 +150,8 @@ def cmd_fill(args) -> None:
     from tinyllm.tensor import no_grad
     from tinyllm.train import load_checkpoint
 
+    if args.top < 1:
+        raise ValueError(f"--top must be a positive integer, got {args.top}")
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     if not isinstance(model, BERT):
         raise ValueError(f"{args.checkpoint} holds a GPT; `tinyllm fill` needs a BERT checkpoint")

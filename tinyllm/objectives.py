@@ -53,8 +53,11 @@ class LanguageModelTask:
     def evaluate(self, model: Module, split: str, iters: int, seed: int) -> dict[str, float]:
         """Mean loss over ``iters`` random batches drawn from a generator seeded with ``seed``."""
         rng = np.random.default_rng(seed)
+        was_training = model.training
+        model.eval()  # no dropout, and the dropout generators stay untouched
         with no_grad():
             losses = [self.loss(model, self.batch(split, rng)).item() for _ in range(iters)]
+        model.train(was_training)
         loss = float(np.mean(losses))
         return {"loss": loss, "perplexity": math.exp(loss)}
 
@@ -113,6 +116,8 @@ class MaskedLMTask:
         """MLM loss and accuracy on the chosen positions, the most-frequent-token baseline, NSP accuracy."""
         rng = np.random.default_rng(seed)
         mlm_losses, nsp_losses, correct, baseline, nsp_correct, chosen, pairs = [], [], 0, 0, 0, 0, 0
+        was_training = model.training
+        model.eval()  # no dropout, and the dropout generators stay untouched
         with no_grad():
             for _ in range(iters):
                 batch = self.batch(split, rng)
@@ -124,6 +129,7 @@ class MaskedLMTask:
                 nsp_correct += int((to_numpy(nsp_logits.data).argmax(axis=-1) == batch["nsp_labels"]).sum())
                 chosen += len(targets)
                 pairs += len(batch["nsp_labels"])
+        model.train(was_training)
         mlm_loss = float(np.mean(mlm_losses))
         return {"loss": mlm_loss + float(np.mean(nsp_losses)), "mlm_loss": mlm_loss,
                 "perplexity": math.exp(mlm_loss), "mlm_accuracy": correct / chosen,

@@ -16,14 +16,14 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
     logits = np.array(logits, dtype=np.float64)  # (B, V), a copy we own
     vocab = logits.shape[-1]
     if top_k is not None:
-        if not 1 <= top_k:
-            raise ValueError(f"top_k must be a positive integer, got {top_k}")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         if top_k < vocab:
             kth = np.partition(logits, vocab - top_k, axis=-1)[:, vocab - top_k : vocab - top_k + 1]  # (B, 1)
             logits[logits < kth] = -np.inf
-    if top_p is not None:
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_p is not None and top_p < 1:  # top_p = 1 keeps everything, however unlikely
         order = np.argsort(-logits, axis=-1)  # (B, V) most likely first
         sorted_logits = np.take_along_axis(logits, order, axis=-1)
         probs = np.exp(sorted_logits - sorted_logits[:, :1])

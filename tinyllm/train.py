@@ -200,7 +200,11 @@ class _StopRequest:
         self.requested = True
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=_print) -> dict:
     """Run ``config`` (or continue the run in ``config.out_dir`` when ``resume``); return the metrics."""
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -229,8 +233,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
         for name, generator in module_generators(model).items():
             generator.bit_generator.state = info["generators"][name]
     keep_freed_memory()
-    log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
-        f"vocabulary {tokenizer.vocab_size}, {task.tokens_per_batch * config.grad_accum} tokens per step")
 
     def save() -> None:
         save_checkpoint(checkpoint_path, config, shape, tokenizer, model, optimizer, step, data_rng, history)
@@ -240,6 +242,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
 
     stop = _StopRequest()
     previous_handler = signal.signal(signal.SIGINT, stop)
+    log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
+        f"vocabulary {tokenizer.vocab_size}, {task.tokens_per_batch * config.grad_accum} tokens per step")
     bar = _progress_bar(progress, config.iters, step)
     start_step, started = step, time.perf_counter()
     try:

@@ -133,10 +133,16 @@ class GPT(Module):
         ids = np.array(ids.data if isinstance(ids, Tensor) else ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}")
-        window = self.config.block_size
         was_training = self.training
         self.eval()
-        caches = None
+        try:
+            ids = self._sample_loop(ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache)
+        finally:
+            self.train(was_training)
+        return ids
+
+    def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache) -> np.ndarray:
+        window, caches = self.config.block_size, None
         with no_grad():
             for _ in range(max_new_tokens):
                 if use_cache and ids.shape[1] <= window:
@@ -149,7 +155,6 @@ class GPT(Module):
                     logits = self.forward(ids[:, -window:])
                 next_ids = sample_next(to_numpy(logits.data[:, -1, :]), rng, temperature, top_k, top_p)  # (B,)
                 ids = np.concatenate([ids, next_ids[:, None]], axis=1)  # (B, T + 1)
-        self.train(was_training)
         return ids
 
     def extra_repr(self) -> str:
