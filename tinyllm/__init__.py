@@ -5,28 +5,17 @@
     y = (x @ x.T).sum()
     y.backward()          # x.grad == 2 * x
 
-Read it in chapter order: backend -> tensor -> ops -> shape_ops -> gradcheck (chapters 01-02).
+Read it in chapter order: backend -> tensor -> ops -> shape_ops -> creation -> gradcheck (chapters 01-02),
+then nn/ (03-08), optim/ (09), tokenizers and data (10), models, train and sampling (11-12).
 """
 
-from tinyllm import nn
-from tinyllm import optim
+from tinyllm import data, models, nn, optim, tokenizers
 from tinyllm.backend import DeviceError, cuda_available
+from tinyllm.creation import arange, default_rng, manual_seed, ones, randn, tensor, zeros
 from tinyllm.gradcheck import GradcheckError, gradcheck
 from tinyllm.ops import erf, maximum, where
 from tinyllm.shape_ops import concatenate, split, stack
-from tinyllm.tensor import (
-    DEFAULT_DTYPE,
-    Tensor,
-    arange,
-    default_rng,
-    is_grad_enabled,
-    manual_seed,
-    no_grad,
-    ones,
-    randn,
-    tensor,
-    zeros,
-)
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 
@@ -36,15 +25,17 @@ __all__ = [
     "GradcheckError",
     "Tensor",
     "arange",
-    "default_rng",
     "concatenate",
+    "data",
+    "default_rng",
     "cuda_available",
     "erf",
     "gradcheck",
     "is_grad_enabled",
     "manual_seed",
-    "nn",
     "maximum",
+    "models",
+    "nn",
     "no_grad",
     "ones",
     "optim",
@@ -52,6 +43,7 @@ __all__ = [
     "split",
     "stack",
     "tensor",
+    "tokenizers",
     "where",
     "zeros",
 ]

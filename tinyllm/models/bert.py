@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyllm.creation import default_rng
 from tinyllm.nn import (
     GELU,
     Dropout,
@@ -26,7 +27,7 @@ from tinyllm.nn import (
     Parameter,
     TransformerEncoder,
 )
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor, default_rng
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor
 
 
 @dataclass(frozen=True)

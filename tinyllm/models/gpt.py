@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinyllm.nn.functional as F
+from tinyllm.backend import to_numpy
+from tinyllm.creation import default_rng
 from tinyllm.nn import (
     Dropout,
     Embedding,
@@ -28,9 +30,8 @@ from tinyllm.nn import (
     Module,
     TransformerBlock,
 )
-from tinyllm.backend import to_numpy
 from tinyllm.sampling import sample_next
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor, default_rng, no_grad
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 
 
 @dataclass(frozen=True)

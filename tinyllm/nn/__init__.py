@@ -4,11 +4,20 @@ from tinyllm.nn import functional
 from tinyllm.nn.activations import GELU, ReLU
 from tinyllm.nn.attention import KVCache, MultiHeadAttention
 from tinyllm.nn.embedding import Embedding
-from tinyllm.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
-from tinyllm.nn.normalization import LayerNorm
-from tinyllm.nn.transformer import FeedForward, TransformerBlock, TransformerDecoder, TransformerEncoder
 from tinyllm.nn.layers import Dropout, Linear
 from tinyllm.nn.module import Module, Parameter
+from tinyllm.nn.normalization import LayerNorm
+from tinyllm.nn.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
+from tinyllm.nn.transformer import (
+    FeedForward,
+    TransformerBlock,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 __all__ = [
     "Embedding",

@@ -30,11 +30,12 @@ import math
 import numpy as np
 
 from tinyllm.backend import get_array_module, to_device
+from tinyllm.creation import default_rng
 from tinyllm.nn.layers import Linear, dropout
 from tinyllm.nn.module import Module
 from tinyllm.nn.softmax import softmax_composed
 from tinyllm.ops import where
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, default_rng, is_grad_enabled
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, is_grad_enabled
 
 # The composed reference masks scores with a large finite negative number instead of -inf, so that no
 # inf - inf = NaN appears in its primitive ops; exp(-1e30 - max) underflows to exactly 0 in float32 and 64.

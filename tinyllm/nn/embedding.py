@@ -15,9 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.backend import device_of, get_array_module, scatter_add, to_device, to_numpy
+from tinyllm.backend import (
+    device_of,
+    get_array_module,
+    scatter_add,
+    to_device,
+    to_numpy,
+)
+from tinyllm.creation import default_rng
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, default_rng
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
 
 
 class EmbeddingFunction(Function):

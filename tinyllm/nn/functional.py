@@ -4,9 +4,11 @@ Each name is implemented next to its layer and its chapter; this module gathers 
 """
 
 from tinyllm.nn.activations import gelu, gelu_composed, relu
-from tinyllm.nn.attention import scaled_dot_product_attention, scaled_dot_product_attention_composed
+from tinyllm.nn.attention import (
+    scaled_dot_product_attention,
+    scaled_dot_product_attention_composed,
+)
 from tinyllm.nn.embedding import embedding
-from tinyllm.nn.positional import apply_rotary
 from tinyllm.nn.layers import dropout
 from tinyllm.nn.losses import (
     binary_cross_entropy_with_logits,
@@ -19,7 +21,13 @@ from tinyllm.nn.losses import (
     nsp_loss,
 )
 from tinyllm.nn.normalization import layer_norm, layer_norm_composed
-from tinyllm.nn.softmax import log_softmax, log_softmax_composed, softmax, softmax_composed
+from tinyllm.nn.positional import apply_rotary
+from tinyllm.nn.softmax import (
+    log_softmax,
+    log_softmax_composed,
+    softmax,
+    softmax_composed,
+)
 
 __all__ = [
     "apply_rotary",

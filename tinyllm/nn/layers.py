@@ -11,8 +11,9 @@ import math
 import numpy as np
 
 from tinyllm.backend import get_array_module
+from tinyllm.creation import default_rng
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, default_rng
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
 
 
 class Linear(Module):

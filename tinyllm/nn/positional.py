@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm.backend import device_of, get_array_module, to_device
+from tinyllm.creation import default_rng
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, default_rng
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
 
 
 def _check_positions(name: str, x: Tensor, dim: int, offset: int, max_len: int, layout: str) -> int:
