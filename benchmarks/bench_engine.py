@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=512, help="C, the side of the matrices in (b)")
     parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats in (b)")
     parser.add_argument("--tiny-calls", type=int, default=2000, help="calls per timing in (a)")
+    parser.add_argument("--release-memory", action="store_true",
+                        help="let glibc return freed memory to the OS (default: keep it, as training does)")
     return parser.parse_args(argv)
 
 
@@ -228,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import tinyllm as tl
+    from tinyllm.runtime import keep_freed_memory
 
+    # the allocator setting `tinyllm train` uses; it applies to both sides of every comparison below
+    kept = keep_freed_memory() if not args.release_memory else False
     print(f"tinyllm {tl.__version__}, NumPy {np.__version__}, Python {sys.version.split()[0]}")
+    print(f"freed memory kept for reuse (glibc mallopt, as in training): {'yes' if kept else 'no'}")
     print(f"threads: {describe_threads(args.threads)}")
 
     print("\n(a) per-op cost on (4, 4) float32, microseconds per call (median of 5 timings)")
