@@ -4,9 +4,10 @@ A *training step* is exactly the trainer's recipe (``tinyllm.train``), in float3
 of T tokens, forward pass and mean cross-entropy, backward pass, clipping of the global gradient norm at 1.0,
 an AdamW step with the trainer's parameter groups and learning-rate schedule, zero_grad. For each model shape
 the benchmark prints the median milliseconds per step, tokens per second (B T / step time), the achieved
-GFLOP/s, and its fraction of the machine's float32 matmul peak, which it measures itself (the best of a few
-float32 2048 x 2048 products, with the same threads). It also times text generation with and without the KV
-cache (chapter 07).
+GFLOP/s and its fraction of the machine's float32 matmul peak, which it measures itself (the best of a few
+float32 2048 x 2048 products, with the same threads, before and after the steps), and the median CPU time
+of a step (steadier than the wall clock on a machine shared with other programs). It also times text
+generation with and without the KV cache (chapter 07).
 
 Counting the FLOPs. A product (M, K) @ (K, N) costs 2 M K N operations (one multiply, one add per term). In
 the forward pass every token's vector meets every weight matrix once:
@@ -24,7 +25,8 @@ LayerNorm gains),
 because the backward pass makes two products per forward product, dL/dA = G B^T and dL/dB = A^T G (eq. 2.6):
 the "6 N" rule (Kaplan et al. 2020) plus the attention term (Chowdhery et al. 2022, PaLM, appendix B). The
 attention term counts the whole T x T score matrix, which is what tinyllm computes before it masks the upper
-triangle; a count of the useful, causal half would be 2 L T C forward (6 L T C training). Elementwise work
+triangle (PyTorch's CPU kernel may skip some masked blocks, so its true work is slightly less); a count of
+the useful, causal half would be 2 L T C forward (6 L T C training). Elementwise work
 (embeddings, LayerNorm, GELU, softmax, AdamW) is of order C per token and is not counted. The same count is
 used for every framework, so GFLOP/s compare like with like.
 
@@ -51,12 +53,12 @@ import pstats
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from tinyllm import optim
+from tinyllm import __version__, optim
 from tinyllm.models import GPT, GPT_PRESETS, GPTConfig
 from tinyllm.objectives import LanguageModelTask
 from tinyllm.runtime import keep_freed_memory
@@ -202,6 +204,7 @@ class TinyllmStep:
         self.model = build_model("gpt", config, seed)
         self.optimizer = build_optimizer(self.recipe, self.model)
         self.task = random_task(config, batch_size, seed)
+        self.seed = seed
         self.data_rng = np.random.default_rng(seed)  # the PyTorch twin draws the same batches
         self.step_count = 0
         self.losses: list[float] = []
@@ -246,7 +249,7 @@ class TorchStep:
         torch.set_num_threads(threads)
         self.config, self.recipe = twin.model.config, twin.recipe
         self.task = twin.task
-        self.data_rng = np.random.default_rng(0)  # the twin's seed: the same batches, step by step
+        self.data_rng = np.random.default_rng(twin.seed)  # the twin's batches, step by step
         self.weights = self._copy_weights(twin.model)
         params = list(self.weights.values())
         r = self.recipe
@@ -306,18 +309,22 @@ class TorchStep:
 
 
 def interleaved_times(steps: dict[str, Callable[[], object]], count: int, block: int,
-                      warmup: int) -> dict[str, list[float]]:
-    """Seconds of each of ``count`` calls per runner, in alternating blocks of ``block`` calls, after warm-up."""
+                      warmup: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds of ``count`` calls per runner, in alternating blocks of ``block`` calls, after warm-up.
+
+    CPU time is this process's (all its threads): other programs on a busy machine stretch the wall clock
+    but hardly the CPU time, which makes it the steadier figure there (with one thread it is the work done).
+    """
     for run in steps.values():
         for _ in range(warmup):
             run()
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
     while any(len(t) < count for t in times.values()):
         for name, run in steps.items():
             for _ in range(min(block, count - len(times[name]))):
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 run()
-                times[name].append(time.perf_counter() - start)
+                times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     return times
 
 
@@ -354,8 +361,9 @@ def _function_classes() -> list[type]:
     found, todo = [], [Function]
     while todo:
         for cls in todo.pop().__subclasses__():
-            found.append(cls)
-            todo.append(cls)
+            if cls not in found:  # a class with two op parents is reached twice
+                found.append(cls)
+                todo.append(cls)
     return found
 
 
@@ -373,7 +381,7 @@ class OpTimer:
         self._saved: list[tuple[type, str, Callable]] = []
         self._nested = [0.0]  # stack: time of timed calls inside the running one
 
-    def __enter__(self) -> "OpTimer":
+    def __enter__(self) -> OpTimer:
         for cls in _function_classes():
             for method in ("forward", "backward"):
                 if method in vars(cls):
@@ -483,9 +491,10 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
     times = interleaved_times({name: runner.step for name, runner in runners.items()}, steps, setting.block,
                               setting.warmup)
     result = {"setting": setting, "parameters": runners["tinyllm"].model.num_parameters(),
-              "seconds": {name: statistics.median(values) for name, values in times.items()}}
+              "seconds": {name: statistics.median(w for w, _ in samples) for name, samples in times.items()},
+              "cpu_seconds": {name: statistics.median(c for _, c in samples) for name, samples in times.items()}}
     if torch_threads is not None:  # same weights, batches and recipe: the losses agree up to float32 rounding
-        pairs = zip(runners["tinyllm"].losses, runners["PyTorch"].losses)
+        pairs = zip(runners["tinyllm"].losses, runners["PyTorch"].losses, strict=True)
         result["max_loss_difference"] = float(f"{max(abs(a - b) for a, b in pairs):.2g}")
         result["steps_compared"] = len(runners["tinyllm"].losses)
     return result
@@ -494,9 +503,10 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
 def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
     """The training table; returns its rows as plain figures (for the JSON line)."""
     print(f"\ntraining step (forward + backward + clip + AdamW), float32, median of {steps} steps per framework"
-          + (", in alternating blocks" if "PyTorch" in results[0]["seconds"] else ""))
+          + (", in alternating blocks" if "PyTorch" in results[0]["seconds"] else "")
+          + "; ms/step is wall-clock time, CPU ms the process's CPU time (all threads)")
     print(f"{'model':<22}{'params':>9}{'tokens':>8}{'GFLOP':>8}  {'framework':<10}{'ms/step':>9}"
-          f"{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}")
+          f"{'tokens/s':>10}{'GFLOP/s':>9}{'of peak':>9}{'CPU ms':>9}")
     rows = []
     for result in results:
         setting = result["setting"]
@@ -507,13 +517,14 @@ def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
                "gflop_per_step": round(flops / 1e9, 3)}
         for index, (name, seconds) in enumerate(result["seconds"].items()):
             key = "tinyllm" if name == "tinyllm" else "torch"
-            gflops = flops / seconds / 1e9
+            gflops, cpu_ms = flops / seconds / 1e9, 1e3 * result["cpu_seconds"][name]
             row.update({f"{key}_ms": round(1e3 * seconds, 2), f"{key}_tokens_per_s": round(tokens / seconds, 1),
-                        f"{key}_gflops": round(gflops, 2), f"{key}_peak_fraction": round(gflops / peak, 4)})
+                        f"{key}_gflops": round(gflops, 2), f"{key}_peak_fraction": round(gflops / peak, 4),
+                        f"{key}_cpu_ms": round(cpu_ms, 2)})
             label = (f"{setting.name:<22}{result['parameters'] / 1e6:>8.2f}M{tokens:>8}{flops / 1e9:>8.2f}"
                      if index == 0 else " " * 47)
             print(f"{label}  {name:<10}{1e3 * seconds:>9.1f}{tokens / seconds:>10,.0f}{gflops:>9.1f}"
-                  f"{gflops / peak:>9.1%}")
+                  f"{gflops / peak:>9.1%}{cpu_ms:>9.1f}")
         if "max_loss_difference" in result:
             row["ratio_tinyllm_over_torch"] = round(row["tinyllm_ms"] / row["torch_ms"], 2)
             row["max_loss_difference"] = result["max_loss_difference"]
@@ -555,15 +566,15 @@ def run_benchmarks(steps: int = 20, quick: bool = False, tiny: bool = False, pro
     torch_threads = (threads or os.cpu_count() or 1) if has_torch else None
     peak_size, peak_repeats = (256, 2) if tiny else (2048, 5)
 
-    import tinyllm
-
-    versions = f"tinyllm {tinyllm.__version__}, NumPy {np.__version__}, Python {platform.python_version()}"
+    versions = f"tinyllm {__version__}, NumPy {np.__version__}, Python {platform.python_version()}"
     if has_torch:
         import torch
 
         torch.set_num_threads(torch_threads)
         versions += f", PyTorch {torch.__version__}"
-    print(versions + ("" if has_torch else " (PyTorch not installed: tinyllm only)"))
+    else:
+        versions += " (PyTorch not installed: tinyllm only)" if compare_torch else " (PyTorch not timed)"
+    print(versions)
     print(f"BLAS threads: {threads if threads is not None else 'unknown'} (read by NumPy at import from "
           f"{thread_settings()})" + (f"; PyTorch threads: {torch_threads}" if has_torch else ""))
 

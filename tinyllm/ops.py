@@ -268,7 +268,9 @@ class MatMul(Function):
         g2 = xp.expand_dims(grad, -2) if a.ndim == 1 else grad
         g2 = xp.expand_dims(g2, -1) if b.ndim == 1 else g2  # (..., M, N)
         grad_a = grad_b = None
-        if need_a:
+        if need_a and b2.ndim == 2 and g2.ndim > 2:  # one GEMM over all rows, as in the forward
+            grad_a = (g2.reshape(-1, g2.shape[-1]) @ b2.T).reshape(*g2.shape[:-1], b2.shape[0])  # (..., M, K)
+        elif need_a:
             grad_a = g2 @ xp.swapaxes(b2, -1, -2)  # (..., M, K)
             grad_a = grad_a[..., 0, :] if a.ndim == 1 else grad_a  # (..., K) for a vector a
         if need_b and b2.ndim == 2 and a2.ndim > 2:  # fold the batch into rows: (K, rows) @ (rows, N)
