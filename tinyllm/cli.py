@@ -20,6 +20,7 @@ import numpy as np
 from tinyllm.backend import DeviceError
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.data import CorpusError
+from tinyllm.runtime import limit_blas_threads
 from tinyllm.tokenizers import TokenizerError
 
 # errors a user can fix: printed as one line, no traceback
@@ -45,6 +46,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--sample-tokens", type=int, help="length of the sample printed after GPT training")
     p.add_argument("--seed", type=int, help="random seed (initialisation, batches, dropout)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="cuda needs CuPy and a GPU")
+    p.add_argument("--threads", type=int,
+                   help="BLAS threads for matrix products (default: all cores; 1 is faster on a busy machine)")
     p.add_argument("--out", help="output folder (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,6 +113,8 @@ def cmd_train(args) -> None:
     from tinyllm.train import train
 
     config = _train_config(args)
+    if args.threads is not None:
+        limit_blas_threads(args.threads)
     metrics = train(config, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(metrics, indent=2))
     if metrics.get("interrupted"):

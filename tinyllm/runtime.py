@@ -17,6 +17,19 @@ M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's <malloc.h>
 M_MMAP_MAX = -4
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Use at most ``threads`` BLAS threads for matrix products from now on (needs threadpoolctl).
+
+    Two threads are fastest on an idle 2-core machine; on a shared or virtual machine whose cores are busy
+    with other work, one thread can be several times faster, because waiting BLAS threads spin.
+    """
+    if threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (no trimming, no mmap); True if it took effect.
 

@@ -70,8 +70,8 @@ class TrainConfig:
 TRAIN_PRESETS = {
     "shakespeare-char": TrainConfig(),
     "shakespeare-bert": TrainConfig(
-        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32, lr=5e-4,
-        min_lr=5e-5, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10, final_eval_iters=50,
+        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32, lr=1e-3,
+        min_lr=1e-4, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10, final_eval_iters=50,
         sample_tokens=0, out_dir="runs/shakespeare-bert",
     ),
 }

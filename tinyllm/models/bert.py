@@ -35,7 +35,7 @@ class BERTConfig:
     """The shape of a BERT. ``vocab_size`` comes from the tokenizer."""
 
     vocab_size: int = 2000  # V: BPE vocabulary including [PAD] [CLS] [SEP] [MASK]
-    block_size: int = 128  # longest input, [CLS] A [SEP] B [SEP] (number of learned positions)
+    block_size: int = 64  # longest input, [CLS] A [SEP] B [SEP] (number of learned positions)
     n_layer: int = 4  # L: encoder blocks
     n_head: int = 4  # H: attention heads per block
     n_embd: int = 128  # C: model width (BERT-base: 768)
