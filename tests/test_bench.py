@@ -91,8 +91,8 @@ def test_flop_count_matches_the_products_the_model_computes(monkeypatch):
     assert sum(counted) * 3 == bench.training_flops_per_token(config) * B * T
     # the closed form for the benchmark's small model (eq. in tinyllm/bench.py): 6 N_mm + 12 L T C
     small = GPT_PRESETS["shakespeare-char"]
-    assert bench.matmul_weights(small) == 12 * 4 * 128 ** 2 + 65 * 128 == 794_752
-    assert bench.training_flops_per_token(small) == 6 * 794_752 + 12 * 4 * 64 * 128 == 5_161_728
+    assert bench.matmul_weights(small) == 12 * 4 * 128 ** 2 + 70 * 128 == 795_392
+    assert bench.training_flops_per_token(small) == 6 * 795_392 + 12 * 4 * 64 * 128 == 5_165_568
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")

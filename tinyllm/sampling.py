@@ -18,9 +18,9 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        if top_k < vocab:
-            kth = np.partition(logits, vocab - top_k, axis=-1)[:, vocab - top_k : vocab - top_k + 1]  # (B, 1)
-            logits[logits < kth] = -np.inf
+        if top_k < vocab:  # exactly k survive (ties with the k-th are broken by position)
+            dropped = np.argpartition(-logits, top_k - 1, axis=-1)[:, top_k:]  # (B, V - k)
+            np.put_along_axis(logits, dropped, -np.inf, axis=-1)
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_p is not None and top_p < 1:  # top_p = 1 keeps everything, however unlikely

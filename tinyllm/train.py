@@ -324,14 +324,15 @@ def _write(bar, log, message: str) -> None:
 
 
 def plot_losses(history: dict, path: Path, title: str = "") -> None:
-    """Training loss per step (light), its moving average, and the validation estimates (dots) as a PNG."""
-    import matplotlib
+    """Training loss per step (light), its moving average, and the validation estimates (dots) as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a bare ``Figure`` (no pyplot), so it needs no display and leaves a notebook's plotting alone.
+    """
+    from matplotlib.figure import Figure
 
     steps, losses = np.array(history["step"]), np.array(history["train_loss"])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if len(losses):
         ax.plot(steps, losses, color="tab:blue", alpha=0.25, lw=0.8, label="train (per step)")
         window = max(1, min(50, len(losses) // 10))
@@ -347,4 +348,3 @@ def plot_losses(history: dict, path: Path, title: str = "") -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -38,7 +38,7 @@ from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 class GPTConfig:
     """The shape of a GPT. ``vocab_size`` comes from the tokenizer."""
 
-    vocab_size: int = 65  # V: number of distinct tokens (65 characters in Tiny Shakespeare)
+    vocab_size: int = 70  # V: number of distinct tokens (the 70 characters of our Shakespeare corpus)
     block_size: int = 64  # longest context the model sees (number of learned positions)
     n_layer: int = 4  # L: Transformer blocks
     n_head: int = 4  # H: attention heads per block
