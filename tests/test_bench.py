@@ -12,6 +12,7 @@ from tinyllm import bench
 from tinyllm.models import GPT, GPT_PRESETS, GPTConfig
 from tinyllm.nn.attention import ScaledDotProductAttention
 from tinyllm.ops import MatMul
+from tinyllm.profiling import OpTimer
 
 pytestmark = pytest.mark.ch11
 
@@ -56,7 +57,7 @@ def test_op_timer_counts_every_product_of_a_step():
     """L blocks of 6 products (q, k, v, out, fc1, fc2) plus the output layer; every forward has a backward."""
     setting = bench.TINY_SETTINGS[1]
     runner = bench.TinyllmStep(setting.config, setting.batch_size)
-    with bench.OpTimer() as timer:
+    with OpTimer() as timer:
         runner.step()
         runner.step()
     L = setting.config.n_layer
@@ -99,7 +100,9 @@ def test_flop_count_matches_the_products_the_model_computes(monkeypatch):
 def test_torch_twin_follows_the_same_trajectory():
     setting = bench.TINY_SETTINGS[1]
     ours = bench.TinyllmStep(setting.config, setting.batch_size)
-    theirs = bench.TorchStep(ours, threads=1)
+    from tinyllm.bench_torch import TorchStep
+
+    theirs = TorchStep(ours, threads=1)
     for _ in range(4):
         assert ours.step() == pytest.approx(theirs.step(), abs=1e-5)
 

@@ -41,18 +41,14 @@ drifting load on the machine hits both alike; the ratio of the medians is printe
 
 from __future__ import annotations
 
-import cProfile
 import dataclasses
 import importlib.util
-import io
 import json
 import math
 import os
 import platform
-import pstats
 import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,7 +58,7 @@ from tinyllm import __version__, optim
 from tinyllm.models import GPT, GPT_PRESETS, GPTConfig
 from tinyllm.objectives import LanguageModelTask
 from tinyllm.runtime import keep_freed_memory
-from tinyllm.tensor import Function, Tensor
+from tinyllm.tensor import Tensor
 from tinyllm.train import TrainConfig, build_model, build_optimizer
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -232,82 +228,6 @@ class TinyllmStep:
         return loss
 
 
-class TorchStep:
-    """The same GPT in PyTorch: tinyllm's initial weights, the same batches, the same recipe.
-
-    Written with ``torch.nn.functional`` on a dict of leaf tensors, so it reads like the tinyllm model:
-    tied embeddings, pre-LN blocks without biases, exact GELU, ``F.scaled_dot_product_attention``. As in
-    nanoGPT (and the PyTorch reference), W_q, W_k and W_v are one (C, 3C) matrix, one product instead of
-    three. AdamW with the same groups (decay on matrices only), ``clip_grad_norm_``, ``zero_grad``.
-    """
-
-    def __init__(self, twin: TinyllmStep, threads: int):
-        import torch
-        import torch.nn.functional as F
-
-        self.torch, self.F = torch, F
-        torch.set_num_threads(threads)
-        self.config, self.recipe = twin.model.config, twin.recipe
-        self.task = twin.task
-        self.data_rng = np.random.default_rng(twin.seed)  # the twin's batches, step by step
-        self.weights = self._copy_weights(twin.model)
-        params = list(self.weights.values())
-        r = self.recipe
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": r.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=(r.beta1, r.beta2))
-        self.params = params
-        self.step_count = 0
-        self.losses: list[float] = []
-
-    def _copy_weights(self, model: GPT) -> dict:
-        state = model.state_dict()  # tinyllm stores Linear weights as (in, out): x @ W reads the same here
-
-        def leaf(array):
-            return self.torch.tensor(array, requires_grad=True)
-
-        weights = {"wte": leaf(state["wte.weight"]), "wpe": leaf(state["wpe.weight"]),
-                   "ln_f": leaf(state["ln_f.weight"])}
-        for i in range(self.config.n_layer):
-            p = f"blocks.{i}."
-            qkv = np.concatenate([state[p + f"attn.{name}_proj.weight"] for name in "qkv"], axis=1)  # (C, 3C)
-            weights.update({p + "ln1": leaf(state[p + "ln1.weight"]), p + "qkv": leaf(qkv),
-                            p + "out": leaf(state[p + "attn.out_proj.weight"]),
-                            p + "ln2": leaf(state[p + "ln2.weight"]), p + "fc1": leaf(state[p + "ff.fc1.weight"]),
-                            p + "fc2": leaf(state[p + "ff.fc2.weight"])})
-        return weights
-
-    def loss(self, ids, targets):
-        F, w = self.F, self.weights
-        B, T = ids.shape
-        C, H = self.config.n_embd, self.config.n_head
-        x = F.embedding(ids, w["wte"]) + w["wpe"][:T]  # (B, T, C)
-        for i in range(self.config.n_layer):
-            p = f"blocks.{i}."
-            q, k, v = (F.layer_norm(x, (C,), w[p + "ln1"]) @ w[p + "qkv"]).split(C, dim=2)  # 3 x (B, T, C)
-            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
-            x = x + y.transpose(1, 2).reshape(B, T, C) @ w[p + "out"]  # (B, T, C)
-            x = x + F.gelu(F.layer_norm(x, (C,), w[p + "ln2"]) @ w[p + "fc1"]) @ w[p + "fc2"]  # (B, T, C)
-        logits = F.layer_norm(x, (C,), w["ln_f"]) @ w["wte"].T  # (B, T, V)
-        return F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
-
-    def step(self) -> float:
-        r = self.recipe
-        lr = optim.warmup_cosine(self.step_count, r.lr, r.min_lr, r.warmup_iters, r.iters)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        x, y = self.task.batch("train", self.data_rng)
-        loss = self.loss(self.torch.from_numpy(x), self.torch.from_numpy(y))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.torch.nn.utils.clip_grad_norm_(self.params, r.grad_clip)
-        self.optimizer.step()
-        self.step_count += 1
-        self.losses.append(loss.item())
-        return self.losses[-1]
-
-
 def interleaved_times(steps: dict[str, Callable[[], object]], count: int, block: int,
                       warmup: int) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds of ``count`` calls per runner, in alternating blocks of ``block`` calls, after warm-up.
@@ -352,133 +272,6 @@ def generation_times(model: GPT, repeats: int) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Profiling: where does a tinyllm step spend its time?
-# --------------------------------------------------------------------------------------------------------
-
-
-def _function_classes() -> list[type]:
-    """Every op class defined so far (all subclasses of Function, at any depth)."""
-    found, todo = [], [Function]
-    while todo:
-        for cls in todo.pop().__subclasses__():
-            if cls not in found:  # a class with two op parents is reached twice
-                found.append(cls)
-                todo.append(cls)
-    return found
-
-
-class OpTimer:
-    """Seconds spent in each op class's ``forward`` and ``backward`` (a profiling tool, not library code).
-
-    Inside ``with OpTimer() as timer:`` every op class's own ``forward``/``backward`` is replaced by a timed
-    wrapper; the originals come back on exit. Times are exclusive: an op run inside another op's forward
-    counts for itself only. ``timer.seconds[(name, "forward")]``, ``timer.calls[...]``.
-    """
-
-    def __init__(self):
-        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
-        self.calls: dict[tuple[str, str], int] = defaultdict(int)
-        self._saved: list[tuple[type, str, Callable]] = []
-        self._nested = [0.0]  # stack: time of timed calls inside the running one
-
-    def __enter__(self) -> OpTimer:
-        for cls in _function_classes():
-            for method in ("forward", "backward"):
-                if method in vars(cls):
-                    original = vars(cls)[method]
-                    self._saved.append((cls, method, original))
-                    setattr(cls, method, self._timed((cls.__name__, method), original))
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for cls, method, original in reversed(self._saved):
-            setattr(cls, method, original)
-        self._saved.clear()
-
-    def _timed(self, key: tuple[str, str], original: Callable) -> Callable:
-        def timed(op, *args, **kwargs):
-            self._nested.append(0.0)
-            start = time.perf_counter()
-            try:
-                return original(op, *args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - start
-                self.seconds[key] += elapsed - self._nested.pop()
-                self._nested[-1] += elapsed
-                self.calls[key] += 1
-
-        return timed
-
-
-def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: int = 25) -> dict:
-    """Print where a tinyllm step spends its time: phases, op classes (forward and backward), cProfile."""
-    runner = TinyllmStep(setting.config, setting.batch_size)
-    for _ in range(setting.warmup):
-        runner.step()
-    phases: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
-    with OpTimer() as timer:
-        for _ in range(steps):
-            start = time.perf_counter()
-            loss = runner.forward()
-            after_forward = time.perf_counter()
-            runner.backward(loss)
-            after_backward = time.perf_counter()
-            runner.update()
-            phases["forward"].append(after_forward - start)
-            phases["backward"].append(after_backward - after_forward)
-            phases["update"].append(time.perf_counter() - after_backward)
-    ms = {name: 1e3 * sum(values) / steps for name, values in phases.items()}  # means: they add up
-    total = sum(ms.values())
-    print(f"\nprofile of a tinyllm step, {setting.name}, mean of {steps} steps with op timers "
-          f"({total:.1f} ms per step)")
-    print(f"  forward (model + loss) {ms['forward']:8.1f} ms  {ms['forward'] / total:5.1%}")
-    print(f"  backward               {ms['backward']:8.1f} ms  {ms['backward'] / total:5.1%}")
-    print(f"  clip + AdamW + zero    {ms['update']:8.1f} ms  {ms['update'] / total:5.1%}")
-
-    names = sorted({name for name, _ in timer.seconds},
-                   key=lambda n: -(timer.seconds[(n, "forward")] + timer.seconds[(n, "backward")]))
-    print(f"  {'op class':<28}{'calls/step':>11}{'forward ms':>12}{'backward ms':>13}{'total ms':>10}{'share':>8}")
-    op_ms = {}
-    for name in names:
-        forward, backward = (1e3 * timer.seconds[(name, m)] / steps for m in ("forward", "backward"))
-        op_ms[name] = {"forward_ms": round(forward, 3), "backward_ms": round(backward, 3)}
-        calls = timer.calls[(name, "forward")] / steps
-        print(f"  {name:<28}{calls:>11.0f}{forward:>12.2f}{backward:>13.2f}{forward + backward:>10.2f}"
-              f"{(forward + backward) / total:>8.1%}")
-    ops_forward = sum(v["forward_ms"] for v in op_ms.values())
-    ops_backward = sum(v["backward_ms"] for v in op_ms.values())
-    outside_forward, outside_backward = ms["forward"] - ops_forward, ms["backward"] - ops_backward
-    print(f"  {'outside ops, forward':<39}{outside_forward:>12.2f}{'':>13}{outside_forward:>10.2f}"
-          f"{outside_forward / total:>8.1%}   (layers' Python, Tensor bookkeeping, checks)")
-    print(f"  {'outside ops, backward':<39}{'':>12}{outside_backward:>13.2f}{outside_backward:>10.2f}"
-          f"{outside_backward / total:>8.1%}   (graph walk, unbroadcast, gradient sums)")
-
-    tokens = setting.batch_size * setting.config.block_size
-    matmul_flops = 6 * matmul_weights(setting.config) * tokens
-    attention_flops = 12 * setting.config.n_layer * setting.config.block_size * setting.config.n_embd * tokens
-    rates = {}
-    for name, flops in (("MatMul", matmul_flops), ("ScaledDotProductAttention", attention_flops)):
-        if name in op_ms:
-            seconds = (op_ms[name]["forward_ms"] + op_ms[name]["backward_ms"]) / 1e3
-            rates[name] = flops / seconds / 1e9
-            print(f"  inside {name}: {flops / 1e9:.2f} GFLOP per step at {rates[name]:.1f} GFLOP/s "
-                  f"({rates[name] / peak:.0%} of the peak)")
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(steps):
-        runner.step()
-    profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
-    print(f"\ncProfile of {steps} steps, {setting.name}, sorted by tottime (top {top}):")
-    print(text.getvalue().strip("\n"))
-    return {"phases_ms": {k: round(v, 3) for k, v in ms.items()}, "ops_ms": op_ms,
-            "outside_ops_ms": {"forward": round(outside_forward, 3), "backward": round(outside_backward, 3)},
-            "gflops_inside": {k: round(v, 2) for k, v in rates.items()}}
-
-
-# --------------------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------------------
 
@@ -487,6 +280,10 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
     """Median seconds per step of tinyllm, and of its PyTorch twin when ``torch_threads`` is given."""
     runners = {"tinyllm": TinyllmStep(setting.config, setting.batch_size)}
     if torch_threads is not None:
+        from tinyllm.bench_torch import (
+            TorchStep,  # imports torch: only when it is installed
+        )
+
         runners["PyTorch"] = TorchStep(runners["tinyllm"], torch_threads)
     times = interleaved_times({name: runner.step for name, runner in runners.items()}, steps, setting.block,
                               setting.warmup)
@@ -601,6 +398,8 @@ def run_benchmarks(steps: int = 20, quick: bool = False, tiny: bool = False, pro
     if generation:
         figures["generation"] = print_generation(settings)
     if profile:
+        from tinyllm.profiling import profile_training_step
+
         figures["profile"] = {setting.name: profile_training_step(setting, min(steps, 10), peak)
                               for setting in settings}
     print("\n" + json.dumps({key: value for key, value in figures.items() if key != "profile"}))

@@ -1,0 +1,91 @@
+"""The benchmark's GPT written in PyTorch, to time tinyllm against (chapter 11, "Making it fast").
+
+Only ``tinyllm bench`` imports this, and only when PyTorch is installed: tinyllm itself never depends on it.
+Same shapes, same initial weights (copied from the tinyllm model), same batches, same recipe, so the two
+frameworks compute the same losses step by step (up to float32 rounding) and their times compare like with
+like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyllm import optim
+from tinyllm.bench import TinyllmStep
+from tinyllm.models import GPT
+
+
+class TorchStep:
+    """The same GPT in PyTorch: tinyllm's initial weights, the same batches, the same recipe.
+
+    Written with ``torch.nn.functional`` on a dict of leaf tensors, so it reads like the tinyllm model:
+    tied embeddings, pre-LN blocks without biases, exact GELU, ``F.scaled_dot_product_attention``. As in
+    nanoGPT (and the PyTorch reference), W_q, W_k and W_v are one (C, 3C) matrix, one product instead of
+    three. AdamW with the same groups (decay on matrices only), ``clip_grad_norm_``, ``zero_grad``.
+    """
+
+    def __init__(self, twin: TinyllmStep, threads: int):
+        import torch
+        import torch.nn.functional as F
+
+        self.torch, self.F = torch, F
+        torch.set_num_threads(threads)
+        self.config, self.recipe = twin.model.config, twin.recipe
+        self.task = twin.task
+        self.data_rng = np.random.default_rng(twin.seed)  # the twin's batches, step by step
+        self.weights = self._copy_weights(twin.model)
+        params = list(self.weights.values())
+        r = self.recipe
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": r.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW(groups, lr=r.lr, betas=(r.beta1, r.beta2))
+        self.params = params
+        self.step_count = 0
+        self.losses: list[float] = []
+
+    def _copy_weights(self, model: GPT) -> dict:
+        state = model.state_dict()  # tinyllm stores Linear weights as (in, out): x @ W reads the same here
+
+        def leaf(array):
+            return self.torch.tensor(array, requires_grad=True)
+
+        weights = {"wte": leaf(state["wte.weight"]), "wpe": leaf(state["wpe.weight"]),
+                   "ln_f": leaf(state["ln_f.weight"])}
+        for i in range(self.config.n_layer):
+            p = f"blocks.{i}."
+            qkv = np.concatenate([state[p + f"attn.{name}_proj.weight"] for name in "qkv"], axis=1)  # (C, 3C)
+            weights.update({p + "ln1": leaf(state[p + "ln1.weight"]), p + "qkv": leaf(qkv),
+                            p + "out": leaf(state[p + "attn.out_proj.weight"]),
+                            p + "ln2": leaf(state[p + "ln2.weight"]), p + "fc1": leaf(state[p + "ff.fc1.weight"]),
+                            p + "fc2": leaf(state[p + "ff.fc2.weight"])})
+        return weights
+
+    def loss(self, ids, targets):
+        F, w = self.F, self.weights
+        B, T = ids.shape
+        C, H = self.config.n_embd, self.config.n_head
+        x = F.embedding(ids, w["wte"]) + w["wpe"][:T]  # (B, T, C)
+        for i in range(self.config.n_layer):
+            p = f"blocks.{i}."
+            q, k, v = (F.layer_norm(x, (C,), w[p + "ln1"]) @ w[p + "qkv"]).split(C, dim=2)  # 3 x (B, T, C)
+            q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+            x = x + y.transpose(1, 2).reshape(B, T, C) @ w[p + "out"]  # (B, T, C)
+            x = x + F.gelu(F.layer_norm(x, (C,), w[p + "ln2"]) @ w[p + "fc1"]) @ w[p + "fc2"]  # (B, T, C)
+        logits = F.layer_norm(x, (C,), w["ln_f"]) @ w["wte"].T  # (B, T, V)
+        return F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
+
+    def step(self) -> float:
+        r = self.recipe
+        lr = optim.warmup_cosine(self.step_count, r.lr, r.min_lr, r.warmup_iters, r.iters)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.task.batch("train", self.data_rng)
+        loss = self.loss(self.torch.from_numpy(x), self.torch.from_numpy(y))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.params, r.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        self.losses.append(loss.item())
+        return self.losses[-1]
