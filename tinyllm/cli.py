@@ -161,7 +161,10 @@ def cmd_fill(args) -> None:
     if not isinstance(model, BERT):
         raise ValueError(f"{args.checkpoint} holds a GPT; `tinyllm fill` needs a BERT checkpoint")
     special = tokenizer.special_tokens
-    ids = [special["[CLS]"], *tokenizer.encode(args.text), special["[SEP]"]]
+    # byte-level BPE keeps a word's leading space inside the word's token (" question"), so the space before
+    # a [MASK] belongs to the masked token: drop it, or the mask would stand after a lone-space token
+    text = args.text.replace(" [MASK]", "[MASK]")
+    ids = [special["[CLS]"], *tokenizer.encode(text), special["[SEP]"]]
     masked = [i for i, t in enumerate(ids) if t == special["[MASK]"]]
     if not masked:
         raise ValueError('the text has no [MASK] token to fill, e.g. --text "To be, or not to [MASK]"')
