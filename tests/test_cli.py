@@ -253,7 +253,8 @@ def test_fill_prints_candidates_for_every_mask(bert_run, capsys):
     assert code == 0 and err == ""
     model, tokenizer, _ = T.load_checkpoint(bert_run)
     special = tokenizer.special_tokens
-    ids = [special["[CLS]"], *tokenizer.encode(text), special["[SEP]"]]
+    # the space before each [MASK] is part of the masked word's BPE token (" good"), so fill drops it
+    ids = [special["[CLS]"], *tokenizer.encode(text.replace(" [MASK]", "[MASK]")), special["[SEP]"]]
     masks = [i for i, t in enumerate(ids) if t == special["[MASK]"]]
     with tl.no_grad():
         logits = model.eval()(np.array([ids]))[0].numpy()[0]  # (T, V)
