@@ -82,12 +82,6 @@ class Function:
             self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         return out
 
-    def forward(self, *arrays):
-        raise NotImplementedError(f"{type(self).__name__} must define forward")
-
-    def backward(self, grad):
-        raise NotImplementedError(f"{type(self).__name__} must define backward")
-
 
 def unbroadcast(grad, shape: tuple[int, ...]):
     """Sum ``grad`` over the axes that broadcasting added or stretched, so it gets ``shape`` (eq. 2.3).

@@ -31,10 +31,9 @@ class Module:
     training: bool = True
 
     def __call__(self, *args, **kwargs):
+        if not hasattr(self, "forward"):
+            raise TypeError(f"{type(self).__name__} has no forward(); define it to make the module callable")
         return self.forward(*args, **kwargs)
-
-    def forward(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     # --- walking the tree -------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:

@@ -35,7 +35,8 @@ class Optimizer:
     """Base class: parameter groups, ``zero_grad``, ``step`` (calls ``_update`` per parameter), state dicts.
 
     ``params`` is an iterable of Parameters, or a list of group dicts ``{"params": [...], "lr": ...}`` whose
-    missing settings come from the optimizer's arguments (``defaults``), as in PyTorch.
+    missing settings come from the optimizer's arguments (``defaults``), as in PyTorch. A subclass defines
+    ``_update(param, grad, state, group)``, which changes the array ``param`` in place.
     """
 
     def __init__(self, params: ParamsArg, defaults: dict[str, Any]):
@@ -100,10 +101,6 @@ class Optimizer:
                 if p.grad is not None:
                     self._update(p.data, p.grad.data, self.state.setdefault(index, {}), group)
         self.step_count += 1
-
-    def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """Change the array ``param`` in place, given its gradient, its ``state`` and its group's settings."""
-        raise NotImplementedError(f"{type(self).__name__} must define _update")
 
     # --- state for checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
