@@ -22,13 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import synthetic_play
 
 import tinyllm as tl
 import tinyllm.train as T
 from tinyllm import optim
 from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
 from tinyllm.data import load_corpus, load_text
-from tinyllm.models import BERT_PRESETS, GPT_PRESETS, BERTConfig, GPTConfig, gpt_parameter_count
+from tinyllm.models import (
+    BERT_PRESETS,
+    GPT_PRESETS,
+    BERTConfig,
+    GPTConfig,
+    gpt_parameter_count,
+)
 from tinyllm.objectives import LanguageModelTask
 from tinyllm.tokenizers import CharTokenizer
 
@@ -45,13 +52,6 @@ def tiny_presets(monkeypatch):
     monkeypatch.setitem(BERT_PRESETS, "tiny-bert", TINY_BERT)
 
 
-def synthetic_play(paragraphs: int = 60, seed: int = 0) -> str:
-    """About 4,400 characters of speeches separated by blank lines, like the corpus."""
-    words = "the king queen lord good night sweet prince love death time day man my heart".split()
-    rng = np.random.default_rng(seed)
-    speeches = [f"SPEAKER{i % 3}:\n" + "\n".join(" ".join(rng.choice(words, 6)) for _ in range(2))
-                for i in range(paragraphs)]
-    return "\n\n".join(speeches) + "\n"
 
 
 @pytest.fixture

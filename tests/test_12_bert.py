@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from synthetic import synthetic_play
 
 import tinyllm as tl
 from tinyllm.data import IGNORE_INDEX
@@ -285,18 +286,11 @@ def test_bad_inputs_are_clear_errors():
 # ========================================================================================================
 
 
-def synthetic_play(paragraphs: int = 40, seed: int = 0) -> str:
-    """Speeches separated by blank lines, as in the corpus: 'SPEAKER:' then two lines of words."""
-    words = "the king queen lord good night sweet prince love death time day man my heart".split()
-    rng = np.random.default_rng(seed)
-    speeches = [f"SPEAKER{i % 3}:\n" + "\n".join(" ".join(rng.choice(words, 6)) for _ in range(2))
-                for i in range(paragraphs)]
-    return "\n\n".join(speeches) + "\n"
 
 
 @pytest.fixture(scope="module")
 def task_and_model():
-    text = synthetic_play()
+    text = synthetic_play(40)
     cut = int(0.9 * len(text))
     tokenizer = BPETokenizer.train(text[:cut], 300, special_tokens=BERT_SPECIAL_TOKENS)
     task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, block_size=24)

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from synthetic import synthetic_play
 
 import tinyllm as tl
 import tinyllm.train as T
@@ -24,13 +25,6 @@ from tinyllm.models import BERT_PRESETS, GPT_PRESETS, BERTConfig, GPTConfig
 pytestmark = pytest.mark.ch11
 
 
-def synthetic_play(paragraphs: int = 60, seed: int = 0) -> str:
-    """About 4,400 characters of speeches separated by blank lines, like the corpus."""
-    words = "the king queen lord good night sweet prince love death time day man my heart".split()
-    rng = np.random.default_rng(seed)
-    speeches = [f"SPEAKER{i % 3}:\n" + "\n".join(" ".join(rng.choice(words, 6)) for _ in range(2))
-                for i in range(paragraphs)]
-    return "\n\n".join(speeches) + "\n"
 
 
 @pytest.fixture(scope="module", autouse=True)
