@@ -184,7 +184,8 @@ def erf_array(x, gauss=None):
     t += 1
     xp.reciprocal(t, out=t)  # t = 1 / (1 + p |x|)
     a1, a2, a3, a4, a5 = _ERF_A
-    poly = xp.multiply(t, a5, out=xp.empty_like(t))  # Horner's rule, in place: poly = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+    # Horner's rule, in place: poly = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+    poly = xp.multiply(t, a5, out=xp.empty_like(t))
     for a in (a4, a3, a2, a1):
         poly += a
         poly *= t
@@ -269,7 +270,8 @@ class MatMul(Function):
         g2 = xp.expand_dims(g2, -1) if b.ndim == 1 else g2  # (..., M, N)
         grad_a = grad_b = None
         if need_a and b2.ndim == 2 and g2.ndim > 2:  # one GEMM over all rows, as in the forward
-            grad_a = (g2.reshape(-1, g2.shape[-1]) @ b2.T).reshape(*g2.shape[:-1], b2.shape[0])  # (..., M, K)
+            grad_a = g2.reshape(-1, g2.shape[-1]) @ b2.T  # (rows, K)
+            grad_a = grad_a.reshape(*g2.shape[:-1], b2.shape[0])  # (..., M, K)
         elif need_a:
             grad_a = g2 @ xp.swapaxes(b2, -1, -2)  # (..., M, K)
             grad_a = grad_a[..., 0, :] if a.ndim == 1 else grad_a  # (..., K) for a vector a

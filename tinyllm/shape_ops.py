@@ -56,7 +56,7 @@ def _reads_each_entry_once(index, shape: tuple[int, ...]) -> bool:
     """True when an advanced index provably names no entry twice (then plain assignment may replace the
     much slower scatter-add): a boolean mask, or integer arrays whose combined positions are all distinct."""
     parts = index if isinstance(index, tuple) else (index,)
-    if len(parts) == 1 and getattr(parts[0], "dtype", None) == bool:
+    if len(parts) == 1 and getattr(parts[0], "dtype", None) is not None and parts[0].dtype.kind == "b":
         return True
     if not all(hasattr(part, "ndim") and part.dtype.kind in "iu" for part in parts):
         return False  # slices mixed with arrays: do not try to reason about it
