@@ -47,7 +47,8 @@ def benchmark(shape: tuple[int, int, int, int], repeats: int, device: str) -> di
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]  # q, k, v (B, H, T, D)
     grad = tl.tensor(rng.standard_normal(shape).astype(np.float32), device=device)
-    candidates = {"fused": F.scaled_dot_product_attention, "composed": F.scaled_dot_product_attention_composed}
+    candidates = {"fused": F.scaled_dot_product_attention,
+                  "composed": F.scaled_dot_product_attention_composed}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
     for name, attention in candidates.items():  # warm-up: allocator, BLAS threads, GPU kernels
         step_seconds(attention, arrays, grad, device)
@@ -65,13 +66,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     print(f"forward + backward, float32, causal, median of {args.repeats} interleaved repeats, {args.device}")
-    print(f"{'(B, H, T, D)':>18}  {'clock':>5}  {'fused ms':>9}  {'composed ms':>11}  {'composed / fused':>16}")
+    print(f"{'(B, H, T, D)':>18}  {'clock':>5}  {'fused ms':>9}  {'composed ms':>11}  "
+          f"{'composed / fused':>16}")
     for shape in SHAPES:
         medians = benchmark(shape, args.repeats, args.device)
         for index, clock in enumerate(("wall", "CPU")):
             fused, composed = medians["fused"][index], medians["composed"][index]
             label = str(shape) if index == 0 else ""
-            print(f"{label:>18}  {clock:>5}  {fused * 1e3:9.2f}  {composed * 1e3:11.2f}  {composed / fused:16.2f}")
+            print(f"{label:>18}  {clock:>5}  {fused * 1e3:9.2f}  {composed * 1e3:11.2f}  "
+                  f"{composed / fused:16.2f}")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,12 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, help="BLAS (and PyTorch) threads (default: the libraries' choice)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per model and framework (default 20)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int,
+                        help="BLAS (and PyTorch) threads (default: the libraries' choice)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed steps per model and framework (default 20)")
     parser.add_argument("--quick", action="store_true", help="only the small model (shakespeare-char)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where a tinyllm step spends its time (phases, op classes, cProfile)")
@@ -34,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def limit_threads(threads: int | None):
-    """Limit the BLAS/OpenMP threads; returns threadpoolctl's controller, or None. Call before importing NumPy."""
+    """Limit the BLAS/OpenMP threads; returns threadpoolctl's controller, or None. Call before importing
+    NumPy."""
     if threads is None:
         return None
     if threads < 1:

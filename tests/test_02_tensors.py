@@ -630,7 +630,8 @@ def test_split_at_indices(shape, data, seed, device):
 
 
 def test_split_pieces_fill_the_whole_gradient():
-    """Using only some pieces: the unused piece's part of dL/dx is zero, the used parts are their cotangents."""
+    """Using only some pieces: the unused piece's part of dL/dx is zero, the used parts are their
+    cotangents."""
     x = leaf(np.arange(12.0).reshape(3, 4))
     left, middle, right = tl.split(x, [1, 3], axis=1)
     (left * 2).sum().backward(retain_graph=True)

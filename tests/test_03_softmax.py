@@ -391,7 +391,8 @@ def test_lm_loss_errors():
 
 def test_mlm_loss_equals_cross_entropy_with_ignore_index():
     """The gather of chosen rows changes nothing: same value and gradient as the full ignore_index loss."""
-    from tinyllm.data import IGNORE_INDEX as DATA_IGNORE_INDEX, mask_tokens
+    from tinyllm.data import IGNORE_INDEX as DATA_IGNORE_INDEX
+    from tinyllm.data import mask_tokens
 
     assert DATA_IGNORE_INDEX == IGNORE_INDEX
     rng = np.random.default_rng(10)

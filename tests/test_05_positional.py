@@ -155,7 +155,8 @@ def test_sinusoidal_errors():
         pe(tl.zeros(2, 11, 8))
     with pytest.raises(ValueError, match=r"T=4 tokens at offset 8 need positions up to 11.*max_len >= 12"):
         pe(tl.zeros(2, 4, 8), offset=8)
-    with pytest.raises(ValueError, match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"):
+    with pytest.raises(ValueError,
+                       match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"):
         pe(tl.zeros(2, 4, 6))
     with pytest.raises(ValueError, match="offset must be a non-negative integer"):
         pe(tl.zeros(2, 4, 8), offset=-1)

@@ -104,7 +104,8 @@ def test_gradcheck_fused(case):
 
 @pytest.mark.parametrize("case", ["none", "padding+causal", "causal T_q>T_k"])
 def test_gradcheck_fused_with_dropout(case):
-    """A fresh generator with a fixed seed in every call gives the same keep-mask, so f is a fixed function."""
+    """A fresh generator with a fixed seed in every call gives the same keep-mask, so f is a fixed
+    function."""
     rng = np.random.default_rng(1)
     T_q, T_k, mask, is_causal = mask_case(case, rng)
     q, k, v = random_qkv(rng, T_q=T_q, T_k=T_k, D=4)
@@ -200,7 +201,8 @@ def test_fused_equals_composed_with_dropout():
 def test_backward_equations_vs_autograd_vs_finite_differences():
     """Eqs. 6.10-6.14 computed in NumPy == autograd == central differences of L = <g, O>."""
     rng = np.random.default_rng(5)
-    qa, ka, va = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 2))
+    qa, ka, va = (rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 5, 3)),
+                  rng.standard_normal((2, 5, 2)))
     g = rng.standard_normal((2, 4, 2))
     allowed = causal_pattern(4, 5)
     _, P = reference_forward(qa, ka, va, allowed)
@@ -233,14 +235,15 @@ def test_rowsum_shortcut(dropout_p):
     _, P = reference_forward(q, k, v)
     keep = rng.random(P.shape) >= dropout_p
     dropped = P * keep / (1 - dropout_p)  # eq. 6.9
-    O = dropped @ v
+    out = dropped @ v
     dP = (g @ np.swapaxes(v, -1, -2)) * keep / (1 - dropout_p)
-    np.testing.assert_allclose((dP * P).sum(-1), (g * O).sum(-1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose((dP * P).sum(-1), (g * out).sum(-1), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("d_k", [4, 16, 64])
 def test_dot_product_variance_is_d_k(d_k):
-    """Eq. 6.2: for independent unit-variance entries Var(q . k) = d_k; after dividing by sqrt(d_k) it is 1."""
+    """Eq. 6.2: for independent unit-variance entries Var(q . k) = d_k; after dividing by sqrt(d_k) it
+    is 1."""
     rng = np.random.default_rng(d_k)
     samples = 200_000
     dots = np.empty(samples)
@@ -323,7 +326,8 @@ def test_masked_keys_get_exactly_zero_weight():
     np.testing.assert_array_equal(out2.numpy(), out.numpy())
 
 
-@pytest.mark.parametrize("attention", [F.scaled_dot_product_attention, F.scaled_dot_product_attention_composed])
+@pytest.mark.parametrize("attention",
+                         [F.scaled_dot_product_attention, F.scaled_dot_product_attention_composed])
 def test_fully_masked_row_is_zero_not_nan(attention):
     """Eq. 6.8: a query that may see no key gets output 0, weights 0, and gradient 0."""
     rng = np.random.default_rng(11)
@@ -446,6 +450,7 @@ def test_errors_name_the_shapes():
     with pytest.raises(TypeError, match=r"share one dtype, got float32, float64, float64"):
         F.scaled_dot_product_attention(q.astype(np.float32), v, v)
     with pytest.raises(ValueError, match=r"leading \(B, H\) axes .* do not broadcast"):
-        F.scaled_dot_product_attention(q, tl.tensor(np.ones((3, 4, 5, 16))), tl.tensor(np.ones((3, 4, 5, 16))))
+        F.scaled_dot_product_attention(q, tl.tensor(np.ones((3, 4, 5, 16))),
+                                       tl.tensor(np.ones((3, 4, 5, 16))))
     with pytest.raises(TypeError, match=r"expects Tensors for q, k, v; k is a ndarray"):
         F.scaled_dot_product_attention(q, np.ones((2, 4, 5, 16)), v)

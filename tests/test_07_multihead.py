@@ -126,7 +126,8 @@ def test_parameter_count_closed_form(d_model, num_heads):
     assert make_mha(d_model, num_heads).num_parameters() == 4 * (C * C + C)
     assert make_mha(d_model, num_heads, bias=False).num_parameters() == 4 * C * C
     names = [name for name, _ in make_mha(d_model, num_heads).named_parameters()]
-    assert names == [f"{p}.{w}" for p in ("q_proj", "k_proj", "v_proj", "out_proj") for w in ("weight", "bias")]
+    assert names == [f"{p}.{w}" for p in ("q_proj", "k_proj", "v_proj", "out_proj")
+                     for w in ("weight", "bias")]
 
 
 def test_causal_output_ignores_later_inputs():
@@ -283,7 +284,8 @@ def test_kv_cache_errors():
     rng = np.random.default_rng(13)
     mha = make_mha()
     x = tl.tensor(rng.standard_normal((2, 1, 8)))
-    with pytest.raises(RuntimeError, match=r"for generation only: call the model under `with tl.no_grad\(\):`"):
+    with pytest.raises(RuntimeError,
+                       match=r"for generation only: call the model under `with tl.no_grad\(\):`"):
         mha(x, is_causal=True, cache=KVCache(4))
     with tl.no_grad():
         with pytest.raises(ValueError, match=r"cross-attention takes no cache"):

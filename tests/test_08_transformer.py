@@ -105,7 +105,8 @@ def test_layer_norm_fused_equals_composed(with_weight, with_bias, device):
 
 
 def test_layer_norm_backward_closed_form_vs_autograd_vs_finite_differences():
-    """dx = (1/sigma_hat)(g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)), g_hat = g gamma (eq. 8.7); eq. 8.5."""
+    """dx = (1/sigma_hat)(g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)), g_hat = g gamma (eq. 8.7);
+    eq. 8.5."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 7)) * 1.7 + 2.0
     gamma, beta = rng.standard_normal(7), rng.standard_normal(7)
@@ -251,7 +252,8 @@ def test_gelu_exact_values_and_derivative_closed_form():
     """GELU(x) = x Phi(x) (eq. 8.10) and GELU'(x) = Phi(x) + x phi(x) (eq. 8.11), against math.erf."""
     x = np.linspace(-6, 6, 241)
     y = F.gelu(tl.tensor(x)).numpy()
-    np.testing.assert_allclose(y, numpy_gelu(x), rtol=0, atol=1.5e-7 * 3.0 + 1e-15)  # A&S 7.1.26: |e| <= 1.5e-7
+    # A&S 7.1.26: |e| <= 1.5e-7
+    np.testing.assert_allclose(y, numpy_gelu(x), rtol=0, atol=1.5e-7 * 3.0 + 1e-15)
     assert F.gelu(tl.tensor(np.array([0.0]))).item() == 0.0
     np.testing.assert_allclose(F.gelu(tl.tensor(np.array([1.0, -1.0]))).numpy(),
                                [0.8413447460685429, -0.15865525393145707], atol=1e-7)
@@ -371,7 +373,8 @@ def test_feed_forward_dropout_is_seeded_and_off_in_eval():
     expected = plain(x).numpy()
     dropped = ya == 0
     assert 0.3 < dropped.mean() < 0.7
-    np.testing.assert_allclose(ya[~dropped], 2 * expected[~dropped], rtol=1e-12)  # kept entries scaled 1/(1-p)
+    # kept entries scaled 1/(1-p)
+    np.testing.assert_allclose(ya[~dropped], 2 * expected[~dropped], rtol=1e-12)
     np.testing.assert_array_equal(a.eval()(x).numpy(), expected)
 
 
@@ -423,7 +426,8 @@ def test_decoder_block_gradcheck(norm_first):
 
 
 def test_block_equations_pre_and_post_ln():
-    """pre-LN: x + Attn(LN1 x), then + FF(LN2 .) (eq. 8.14); post-LN: LN1(x + Attn x), LN2(. + FF .) (8.15)."""
+    """pre-LN: x + Attn(LN1 x), then + FF(LN2 .) (eq. 8.14); post-LN: LN1(x + Attn x), LN2(. + FF .)
+    (8.15)."""
     x = tl.tensor(np.random.default_rng(17).standard_normal((2, 5, C)) * 3 + 1)
     pre = float64_block(norm_first=True)
     h = x + pre.attn(pre.ln1(x), is_causal=True)
@@ -454,7 +458,8 @@ def test_block_with_silent_sublayers_is_the_residual_highway():
     x_values = rng.standard_normal((2, 3, C)) * 2
     for norm_first in (True, False):
         block = nn.TransformerBlock(C, H, norm_first=norm_first, rng=rng, dtype=np.float64)
-        for p in (block.attn.out_proj.weight, block.attn.out_proj.bias, block.ff.fc2.weight, block.ff.fc2.bias):
+        for p in (block.attn.out_proj.weight, block.attn.out_proj.bias,
+                  block.ff.fc2.weight, block.ff.fc2.bias):
             p.data[...] = 0
         x = variable(x_values)
         y = block(x, is_causal=True)
@@ -610,7 +615,8 @@ def test_block_module_tree_and_names():
     assert "ln1.bias" not in nn.TransformerBlock(8, 2, bias=False).state_dict()
     text = repr(block)
     assert text.startswith("TransformerBlock(d_model=8, num_heads=2, d_ff=32, norm_first=True")
-    for part in ("(ln1): LayerNorm(dim=8", "(cross_attn): MultiHeadAttention", "(fc2): Linear(in_features=32"):
+    for part in ("(ln1): LayerNorm(dim=8", "(cross_attn): MultiHeadAttention",
+                 "(fc2): Linear(in_features=32"):
         assert part in text
     encoder = nn.TransformerEncoder(2, 8, 2)
     assert [name for name, _ in encoder.named_children()] == ["layers.0", "layers.1"]
@@ -628,8 +634,8 @@ def test_block_float32_stays_float32():
 
 def test_block_errors():
     block = nn.TransformerBlock(8, 2)
-    with pytest.raises(ValueError,
-                       match=r"TransformerBlock expected x \(B, T, C\) with C = d_model = 8, got \(2, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"TransformerBlock expected x \(B, T, C\) "
+                                         r"with C = d_model = 8, got \(2, 3, 4\)"):
         block(tl.zeros(2, 3, 4))
     with pytest.raises(ValueError, match=r"got \(3, 8\)"):
         block(tl.zeros(3, 8))

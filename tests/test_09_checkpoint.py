@@ -189,7 +189,8 @@ def test_load_state_dict_errors_name_every_problem():
         Net().load_state_dict(missing)
     with pytest.raises(KeyError, match="not in the model: extra.weight"):
         Net().load_state_dict({**state, "extra.weight": np.zeros(2)})
-    with pytest.raises(KeyError, match=re.escape("wrong shape: blocks.0.fc.bias: checkpoint (5,), model (4,)")):
+    with pytest.raises(KeyError,
+                       match=re.escape("wrong shape: blocks.0.fc.bias: checkpoint (5,), model (4,)")):
         Net().load_state_dict({**state, "blocks.0.fc.bias": np.zeros(5)})
     everything = {**missing, "extra.weight": np.zeros(2), "embed": np.zeros((7, 4))}
     with pytest.raises(KeyError) as info:

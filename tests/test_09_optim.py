@@ -136,7 +136,8 @@ def test_adam_and_adamw_match_formula_for_any_settings(shape, lr, beta1, beta2, 
     optimizer = kind(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
     start = params[0].data.copy()
     run(optimizer, params, gradients)
-    expected = adam_reference(start, [g[0] for g in gradients], lr, (beta1, beta2), 1e-8, weight_decay, decoupled)
+    expected = adam_reference(start, [g[0] for g in gradients], lr, (beta1, beta2), 1e-8, weight_decay,
+                              decoupled)
     np.testing.assert_allclose(params[0].data, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -487,7 +488,8 @@ def test_state_dict_is_a_copy_of_plain_arrays_and_numbers():
 
 
 def test_model_and_optimizer_in_one_file_resume_exactly(tmp_path):
-    """A trainer's checkpoint: model weights and optimizer moments in one safetensors file, numbers in JSON."""
+    """A trainer's checkpoint: model weights and optimizer moments in one safetensors file, numbers in
+    JSON."""
     x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
 
     def train(model, optimizer, steps):
@@ -609,7 +611,8 @@ def test_optimizers_converge(function, start, minimum, make):
     (lambda ps: optim.SGD(ps, lr=0.1, momentum=-0.5), ValueError, "invalid momentum -0.5"),
     (lambda ps: optim.SGD(ps, lr=0.1, nesterov=True), ValueError, "Nesterov momentum needs momentum > 0"),
     (lambda ps: optim.SGD(ps, lr=0.1, weight_decay=-1), ValueError, "invalid weight_decay -1"),
-    (lambda ps: optim.Adam(ps, betas=(0.9, 1.0)), ValueError, re.escape("invalid betas (0.9, 1.0): need two")),
+    (lambda ps: optim.Adam(ps, betas=(0.9, 1.0)), ValueError,
+     re.escape("invalid betas (0.9, 1.0): need two")),
     (lambda ps: optim.Adam(ps, betas=(-0.1, 0.9)), ValueError, re.escape("invalid betas (-0.1, 0.9)")),
     (lambda ps: optim.AdamW(ps, betas=(0.9, 0.99, 0.9)), ValueError, "invalid betas"),
     (lambda ps: optim.AdamW(ps, eps=-1e-8), ValueError, "invalid eps -1e-08"),
@@ -619,7 +622,8 @@ def test_optimizers_converge(function, start, minimum, make):
     (lambda ps: optim.Adam([{"params": []}]), ValueError, "Adam got an empty parameter list"),
     (lambda ps: optim.SGD(ps[0], lr=0.1), TypeError, re.escape("got one Tensor: wrap it in a list, [p]")),
     (lambda ps: optim.SGD(TinyNet(), lr=0.1), TypeError, re.escape("got a Module: pass model.parameters()")),
-    (lambda ps: optim.SGD([ps[0], {"params": ps[1:]}], lr=0.1), TypeError, "mixes Parameters and group dicts"),
+    (lambda ps: optim.SGD([ps[0], {"params": ps[1:]}], lr=0.1), TypeError,
+     "mixes Parameters and group dicts"),
     (lambda ps: optim.SGD([{"lr": 0.1}], lr=0.1), ValueError, "a parameter group needs a 'params' entry"),
     (lambda ps: optim.SGD([ps[0], ps[0]], lr=0.1), ValueError, "a parameter appears twice"),
     (lambda ps: optim.SGD([np.zeros(3)], lr=0.1), TypeError, "an optimizer updates Tensors .* got a ndarray"),

@@ -229,7 +229,8 @@ def test_initialisation_is_seeded():
 
 def test_too_long_input_is_a_clear_error():
     model = tiny_gpt()
-    with pytest.raises(ValueError, match=r"sequence of 9 positions is longer than the context block_size = 8"):
+    with pytest.raises(ValueError,
+                       match=r"sequence of 9 positions is longer than the context block_size = 8"):
         model(random_ids((1, 9)))
     model(random_ids((1, 8)))  # exactly block_size is fine
 

@@ -41,7 +41,8 @@ from tinyllm.tokenizers import CharTokenizer
 
 pytestmark = pytest.mark.ch11
 
-TINY_GPT = GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16)  # vocab_size: the tokenizer's
+# vocab_size: the tokenizer's
+TINY_GPT = GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16)
 TINY_BERT = BERTConfig(vocab_size=1, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32)  # dropout 0.1
 
 
@@ -71,8 +72,8 @@ def gpt_config(text_file: Path, out: Path, **changes) -> T.TrainConfig:
 def bert_config(text_file: Path, out: Path, **changes) -> T.TrainConfig:
     config = T.TrainConfig(model="bert", preset="tiny-bert", tokenizer="bpe", bpe_vocab_size=300,
                            data=str(text_file), iters=8, batch_size=4, lr=5e-4, min_lr=5e-5, warmup_iters=2,
-                           weight_decay=0.01, beta2=0.999, eval_interval=100, eval_iters=2, final_eval_iters=2,
-                           checkpoint_interval=100, sample_tokens=0, out_dir=str(out))
+                           weight_decay=0.01, beta2=0.999, eval_interval=100, eval_iters=2,
+                           final_eval_iters=2, checkpoint_interval=100, sample_tokens=0, out_dir=str(out))
     return dataclasses.replace(config, **changes)
 
 
@@ -181,7 +182,8 @@ def test_checkpoints_are_written_every_checkpoint_interval(text_file, tmp_path, 
     "bert",
 ])
 def test_reported_losses_are_evaluations_of_the_saved_model(kind, text_file, tmp_path):
-    """metrics.json's val_loss and train_loss are the task's evaluation of the final model, without dropout."""
+    """metrics.json's val_loss and train_loss are the task's evaluation of the final model, without
+    dropout."""
     make = gpt_config if kind == "gpt" else bert_config
     config = make(text_file, tmp_path / "run")
     metrics = quiet(config)
@@ -333,8 +335,8 @@ def test_ctrl_c_in_a_real_training_process(text_file, tmp_path):
     first = interrupt_a_training_process(flags, tmp_path)
     stopped_at = interrupted_step(first)
     assert 1 <= stopped_at < 1000
-    assert f"checkpoint saved to {out / T.CHECKPOINT_NAME}; continue with `tinyllm train --resume --out {out}`" \
-        in first
+    assert (f"checkpoint saved to {out / T.CHECKPOINT_NAME}; "
+            f"continue with `tinyllm train --resume --out {out}`") in first
     model, _, info = T.load_checkpoint(out)
     assert info["step"] == stopped_at and info["history"]["step"] == list(range(1, stopped_at + 1))
     assert model.num_parameters() == 800_000
@@ -381,7 +383,8 @@ def test_gradient_accumulation_averages_micro_batches(text_file, tmp_path, monke
 
     queue[:] = [(x[:2], y[:2]), (x[2:], y[2:])]
     messages = []
-    accumulated = quiet(gpt_config(text_file, tmp_path / "a", iters=1, batch_size=2, grad_accum=2, grad_clip=0.0),
+    accumulated = quiet(gpt_config(text_file, tmp_path / "a", iters=1, batch_size=2, grad_accum=2,
+                                   grad_clip=0.0),
                         log=messages.append)
     assert messages[0].endswith("32 tokens per step")
     queue[:] = [(x, y)]
@@ -481,7 +484,8 @@ def test_resume_errors(text_file, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*run"):
         quiet(config, resume=True)
     quiet(config)
-    with pytest.raises(ValueError, match=r"cannot resume .*checkpoint\.safetensors with different settings: lr$"):
+    with pytest.raises(ValueError,
+                       match=r"cannot resume .*checkpoint\.safetensors with different settings: lr$"):
         quiet(dataclasses.replace(config, iters=4, lr=2e-3), resume=True)
     with pytest.raises(ValueError, match=r"different settings: batch_size, seed"):
         quiet(dataclasses.replace(config, batch_size=3, seed=1), resume=True)

@@ -22,7 +22,8 @@ from tinyllm.tokenizers import BPETokenizer
 pytestmark = pytest.mark.ch12
 
 TINY = BERTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32)
-TINY_NO_DROPOUT = BERTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32, dropout=0.0)
+TINY_NO_DROPOUT = BERTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32,
+                             dropout=0.0)
 
 
 def tiny_bert(seed: int = 0, config: BERTConfig = TINY) -> BERT:
@@ -78,18 +79,21 @@ def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
         for name, (fan_in, fan_out) in {"attn.q_proj": (C, C), "attn.k_proj": (C, C), "attn.v_proj": (C, C),
                                         "attn.out_proj": (C, C), "ff.fc1": (C, F), "ff.fc2": (F, C)}.items():
             shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (fan_in, fan_out), (fan_out,)
-    shapes.update({"pooler.weight": (C, C), "pooler.bias": (C,), "nsp_head.weight": (C, 2), "nsp_head.bias": (2,),
-                   "mlm_dense.weight": (C, C), "mlm_dense.bias": (C,), "mlm_ln.weight": (C,), "mlm_ln.bias": (C,)})
+    shapes.update({"pooler.weight": (C, C), "pooler.bias": (C,),
+                   "nsp_head.weight": (C, 2), "nsp_head.bias": (2,),
+                   "mlm_dense.weight": (C, C), "mlm_dense.bias": (C,),
+                   "mlm_ln.weight": (C,), "mlm_ln.bias": (C,)})
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=1, n_embd=4,
-                                                     d_ff=12, type_vocab_size=3)])
+@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=1,
+                                                     n_embd=4, d_ff=12, type_vocab_size=3)])
 def test_parameter_count_closed_form_and_by_name(config):
     model = BERT(config, rng=np.random.default_rng(0))
     expected = expected_bert_shapes(config)
     assert {name: p.shape for name, p in model.named_parameters()} == expected
-    assert model.num_parameters() == bert_parameter_count(config) == sum(math.prod(s) for s in expected.values())
+    assert (model.num_parameters() == bert_parameter_count(config)
+            == sum(math.prod(s) for s in expected.values()))
 
 
 def test_parameter_count_of_bert_base():
@@ -294,7 +298,8 @@ def task_and_model():
     cut = int(0.9 * len(text))
     tokenizer = BPETokenizer.train(text[:cut], 300, special_tokens=BERT_SPECIAL_TOKENS)
     task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, block_size=24)
-    config = BERTConfig(vocab_size=tokenizer.vocab_size, block_size=24, n_layer=1, n_head=2, n_embd=16, d_ff=32)
+    config = BERTConfig(vocab_size=tokenizer.vocab_size, block_size=24, n_layer=1, n_head=2, n_embd=16,
+                        d_ff=32)
     return task, BERT(config, rng=np.random.default_rng(0)).eval()
 
 

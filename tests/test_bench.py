@@ -32,7 +32,8 @@ def test_tiny_run_prints_every_figure_and_one_json_line(capsys):
     config = bench.TINY_SETTINGS[0].config
     assert row["tokens_per_step"] == bench.TINY_SETTINGS[0].batch_size * config.block_size
     assert row["tinyllm_ms"] > 0 and row["tinyllm_gflops"] > 0
-    assert row["tinyllm_tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["tinyllm_ms"] * 1e3, rel=0.02)
+    assert row["tinyllm_tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["tinyllm_ms"] * 1e3,
+                                                        rel=0.02)
     (gen,) = printed["generation"]
     assert gen["new_tokens"] == config.block_size - 1 and gen["same_tokens"] is True
     if HAS_TORCH:

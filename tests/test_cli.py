@@ -1,9 +1,10 @@
-"""The ``tinyllm`` command (``tinyllm/cli.py``, ``python -m tinyllm``): help texts, argument errors, and a tiny
-train -> sample and train -> fill round trip.
+"""The ``tinyllm`` command (``tinyllm/cli.py``, ``python -m tinyllm``): help texts, argument errors, and a
+tiny train -> sample and train -> fill round trip.
 
-The commands run in-process through ``tinyllm.cli.main(argv)`` (exit code returned, or raised by argparse as
-SystemExit); one test runs ``python -m tinyllm`` as a real process. Training uses tiny presets registered
-for this module (a 2-layer, 16-wide GPT and BERT, a few steps on a short text written to a temporary folder).
+The commands run in-process through ``tinyllm.cli.main(argv)`` (exit code returned, or raised by argparse
+as SystemExit); one test runs ``python -m tinyllm`` as a real process. Training uses tiny presets
+registered for this module (a 2-layer, 16-wide GPT and BERT, a few steps on a short text written to a
+temporary folder).
 """
 
 import contextlib
@@ -33,7 +34,8 @@ def tiny_presets():
     tiny = dict(iters=6, batch_size=4, warmup_iters=2, eval_interval=100, eval_iters=2, final_eval_iters=2,
                 checkpoint_interval=100)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(GPT_PRESETS, "tiny", GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16))
+        patch.setitem(GPT_PRESETS, "tiny",
+                      GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16))
         patch.setitem(BERT_PRESETS, "tiny-bert",
                       BERTConfig(vocab_size=1, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32))
         patch.setitem(T.TRAIN_PRESETS, "shakespeare-char",
@@ -89,9 +91,9 @@ def bert_run(text_file, tmp_path_factory):
 
 @pytest.mark.parametrize("command, expected", [
     ([], ["usage: tinyllm", "train", "sample", "fill", "bench", "tinyllm train --data my.txt"]),
-    (["train"], ["usage: tinyllm train", "--model {gpt,bert}", "--preset", "--data", "--corpus", "--tokenizer",
-                 "--iters", "--batch-size", "--grad-accum", "--lr", "--eval-interval", "--sample-tokens",
-                 "--seed", "--device", "--out", "--resume", "--no-progress"]),
+    (["train"], ["usage: tinyllm train", "--model {gpt,bert}", "--preset", "--data", "--corpus",
+                 "--tokenizer", "--iters", "--batch-size", "--grad-accum", "--lr", "--eval-interval",
+                 "--sample-tokens", "--seed", "--device", "--out", "--resume", "--no-progress"]),
     (["sample"], ["usage: tinyllm sample", "--checkpoint", "--prompt", "--tokens", "--temperature", "--top-k",
                   "--top-p", "--seed", "--no-cache", "--device"]),
     (["fill"], ["usage: tinyllm fill", "--checkpoint", "--text", "[MASK]", "--top"]),
@@ -213,21 +215,22 @@ def test_train_prints_metrics_and_a_sample(gpt_run):
     assert metrics["iters"] == 6 and metrics["preset"] == "tiny"
     assert f"wrote {out_dir}/checkpoint.safetensors, loss.png and metrics.json" in stdout
     sample = stdout.split("--- sample (temperature 0.8) ---\n")[1]
-    assert sample.startswith("\n") and len(sample) == 1 + 30 + 1  # the "\n" prompt, 30 characters, print's "\n"
+    # the "\n" prompt, 30 characters, print's "\n"
+    assert sample.startswith("\n") and len(sample) == 1 + 30 + 1
     assert set(sample) <= set(synthetic_play())
 
 
 def test_sample_continues_the_prompt(gpt_run, capsys):
     out_dir, _ = gpt_run
     prompt = "SPEAKER1:\nthe "
-    code, out, err = run(["sample", "--checkpoint", out_dir, "--prompt", prompt, "--tokens", "20", "--seed", "3"],
-                         capsys)
+    code, out, err = run(["sample", "--checkpoint", out_dir, "--prompt", prompt, "--tokens", "20",
+                          "--seed", "3"], capsys)
     assert code == 0 and err == ""
     assert out.startswith(prompt) and len(out) == len(prompt) + 20 + 1 and out.endswith("\n")
     assert out[:-1] == generate_text(str(out_dir), prompt, 20, temperature=0.8, seed=3)
     # the KV cache changes nothing; the seed fixes the sample; temperature 0 is deterministic
-    code, no_cache, _ = run(["sample", "--checkpoint", out_dir, "--prompt", prompt, "--tokens", "20", "--seed",
-                             "3", "--no-cache"], capsys)
+    code, no_cache, _ = run(["sample", "--checkpoint", out_dir, "--prompt", prompt, "--tokens", "20",
+                             "--seed", "3", "--no-cache"], capsys)
     assert code == 0 and no_cache == out
     greedy = [run(["sample", "--checkpoint", out_dir, "--prompt", prompt, "--tokens", "12", "--temperature",
                    "0", "--seed", str(seed)], capsys)[1] for seed in (0, 1)]

@@ -47,5 +47,6 @@ def test_notebook_executes(chapter: Path, tmp_path):
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", [])
+              if o.get("output_type") == "error"]
     assert not errors

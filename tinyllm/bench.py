@@ -1,4 +1,5 @@
-"""How fast does tinyllm train and generate? The library behind ``tinyllm bench`` (chapter 11, "Making it fast").
+"""How fast does tinyllm train and generate? The library behind ``tinyllm bench``
+(chapter 11, "Making it fast").
 
 A *training step* is exactly the trainer's recipe (``tinyllm.train``), in float32: a batch of B random windows
 of T tokens, forward pass and mean cross-entropy, backward pass, clipping of the global gradient norm at 1.0,
@@ -79,7 +80,8 @@ class BenchSetting:
 SETTINGS = [
     BenchSetting("shakespeare-char", GPT_PRESETS["shakespeare-char"], batch_size=12, block=5, warmup=3),
     # the large preset's shape without its dropout, so both frameworks do the same arithmetic
-    BenchSetting("6-layer C=384 T=256", dataclasses.replace(GPT_PRESETS["shakespeare-char-large"], dropout=0.0),
+    BenchSetting("6-layer C=384 T=256",
+                 dataclasses.replace(GPT_PRESETS["shakespeare-char-large"], dropout=0.0),
                  batch_size=12, block=2, warmup=2, generation_repeats=1),
 ]
 TINY_SETTINGS = [  # for tests: seconds, not minutes
@@ -230,7 +232,8 @@ class TinyllmStep:
 
 def interleaved_times(steps: dict[str, Callable[[], object]], count: int, block: int,
                       warmup: int) -> dict[str, list[tuple[float, float]]]:
-    """(wall, CPU) seconds of ``count`` calls per runner, in alternating blocks of ``block`` calls, after warm-up.
+    """(wall, CPU) seconds of ``count`` calls per runner, in alternating blocks of ``block`` calls,
+    after warm-up.
 
     CPU time is this process's (all its threads): other programs on a busy machine stretch the wall clock
     but hardly the CPU time, which makes it the steadier figure there (with one thread it is the work done).
@@ -288,8 +291,10 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
     times = interleaved_times({name: runner.step for name, runner in runners.items()}, steps, setting.block,
                               setting.warmup)
     result = {"setting": setting, "parameters": runners["tinyllm"].model.num_parameters(),
-              "seconds": {name: statistics.median(w for w, _ in samples) for name, samples in times.items()},
-              "cpu_seconds": {name: statistics.median(c for _, c in samples) for name, samples in times.items()}}
+              "seconds": {name: statistics.median(w for w, _ in samples)
+                          for name, samples in times.items()},
+              "cpu_seconds": {name: statistics.median(c for _, c in samples)
+                              for name, samples in times.items()}}
     if torch_threads is not None:  # same weights, batches and recipe: the losses agree up to float32 rounding
         pairs = zip(runners["tinyllm"].losses, runners["PyTorch"].losses, strict=True)
         result["max_loss_difference"] = float(f"{max(abs(a - b) for a, b in pairs):.2g}")
@@ -299,7 +304,8 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
 
 def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
     """The training table; returns its rows as plain figures (for the JSON line)."""
-    print(f"\ntraining step (forward + backward + clip + AdamW), float32, median of {steps} steps per framework"
+    print("\ntraining step (forward + backward + clip + AdamW), float32, "
+          f"median of {steps} steps per framework"
           + (", in alternating blocks" if "PyTorch" in results[0]["seconds"] else "")
           + "; ms/step is wall-clock time, CPU ms the process's CPU time (all threads)")
     print(f"{'model':<22}{'params':>9}{'tokens':>8}{'GFLOP':>8}  {'framework':<10}{'ms/step':>9}"
@@ -315,7 +321,8 @@ def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
         for index, (name, seconds) in enumerate(result["seconds"].items()):
             key = "tinyllm" if name == "tinyllm" else "torch"
             gflops, cpu_ms = flops / seconds / 1e9, 1e3 * result["cpu_seconds"][name]
-            row.update({f"{key}_ms": round(1e3 * seconds, 2), f"{key}_tokens_per_s": round(tokens / seconds, 1),
+            row.update({f"{key}_ms": round(1e3 * seconds, 2),
+                        f"{key}_tokens_per_s": round(tokens / seconds, 1),
                         f"{key}_gflops": round(gflops, 2), f"{key}_peak_fraction": round(gflops / peak, 4),
                         f"{key}_cpu_ms": round(cpu_ms, 2)})
             label = (f"{setting.name:<22}{result['parameters'] / 1e6:>8.2f}M{tokens:>8}{flops / 1e9:>8.2f}"
@@ -340,7 +347,8 @@ def print_generation(settings: list[BenchSetting]) -> list[dict]:
         model = GPT(setting.config, rng=np.random.default_rng(0))
         row = {"model": setting.name, **generation_times(model, setting.generation_repeats)}
         print(f"{setting.name:<22}{row['new_tokens']:>6}{setting.generation_repeats:>6}"
-              f"{row['cache_ms_per_token']:>10.2f}{row['no_cache_ms_per_token']:>10.2f}{row['speedup']:>9.2f}x  "
+              f"{row['cache_ms_per_token']:>10.2f}{row['no_cache_ms_per_token']:>10.2f}"
+              f"{row['speedup']:>9.2f}x  "
               f"{'yes' if row['same_tokens'] else 'no'}")
         rows.append(row)
     return rows
@@ -389,8 +397,9 @@ def run_benchmarks(steps: int = 20, quick: bool = False, tiny: bool = False, pro
     # measured again after the timings, the best of both kept: the peak is what the machine can give
     peaks = {name: max(value, before[name]) for name, value in measure_peaks().items()}
     peak = max(peaks.values())
-    print(f"float32 matmul peak ({peak_size}^3 product, best of {peak_repeats} before and {peak_repeats} after "
-          "the steps): " + ", ".join(f"{name} {value:.1f} GFLOP/s" for name, value in peaks.items())
+    print(f"float32 matmul peak ({peak_size}^3 product, "
+          f"best of {peak_repeats} before and {peak_repeats} after the steps): "
+          + ", ".join(f"{name} {value:.1f} GFLOP/s" for name, value in peaks.items())
           + f"; fractions of peak are of {peak:.1f} GFLOP/s")
     figures = {"threads": threads, "torch_threads": torch_threads,
                "peak_gflops": {name: round(value, 1) for name, value in peaks.items()},

@@ -56,7 +56,8 @@ class TorchStep:
             qkv = np.concatenate([state[p + f"attn.{name}_proj.weight"] for name in "qkv"], axis=1)  # (C, 3C)
             weights.update({p + "ln1": leaf(state[p + "ln1.weight"]), p + "qkv": leaf(qkv),
                             p + "out": leaf(state[p + "attn.out_proj.weight"]),
-                            p + "ln2": leaf(state[p + "ln2.weight"]), p + "fc1": leaf(state[p + "ff.fc1.weight"]),
+                            p + "ln2": leaf(state[p + "ln2.weight"]),
+                            p + "fc1": leaf(state[p + "ff.fc1.weight"]),
                             p + "fc2": leaf(state[p + "ff.fc2.weight"])})
         return weights
 

@@ -74,22 +74,24 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     """Read a safetensors file; return (name -> array, metadata). Clear errors for bad files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: check the path (train first, or pass --checkpoint)")
+        raise FileNotFoundError(f"no checkpoint at {path}: check the path "
+                                "(train first, or pass --checkpoint)")
     raw = path.read_bytes()
     if len(raw) < 8:
         raise CheckpointError(f"{path} is not a checkpoint: only {len(raw)} bytes (truncated or empty file)")
     (header_size,) = struct.unpack("<Q", raw[:8])
     if header_size > min(_MAX_HEADER, len(raw) - 8):
         raise CheckpointError(
-            f"{path} is not a valid safetensors checkpoint: its header claims {header_size} bytes but the file "
-            f"has {len(raw) - 8} after the size field (truncated, or a different format)"
+            f"{path} is not a valid safetensors checkpoint: its header claims {header_size} bytes "
+            f"but the file has {len(raw) - 8} after the size field (truncated, or a different format)"
         )
     try:
         header = json.loads(raw[8:8 + header_size].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} is not a valid safetensors checkpoint: unreadable header ({error})")
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a valid safetensors checkpoint: its header is not a JSON object")
+        raise CheckpointError(f"{path} is not a valid safetensors checkpoint: "
+                              "its header is not a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: '__metadata__' must map names to strings")

@@ -30,9 +30,11 @@ USER_ERRORS = (FileNotFoundError, CheckpointError, CorpusError, TokenizerError, 
 
 def _train_parser(commands) -> None:
     p = commands.add_parser("train", help="train a GPT (default) or a BERT",
-                            description="Train a model and write checkpoint, loss curve and metrics to --out.")
+                            description="Train a model and write checkpoint, loss curve and metrics "
+                                        "to --out.")
     p.add_argument("--model", choices=("gpt", "bert"), default="gpt",
-                   help="gpt: autoregressive LM (preset shakespeare-char); bert: MLM + NSP (shakespeare-bert)")
+                   help="gpt: autoregressive LM (preset shakespeare-char); "
+                        "bert: MLM + NSP (shakespeare-bert)")
     p.add_argument("--preset", help="model shape preset (default: shakespeare-char / shakespeare-bert)")
     p.add_argument("--data", help="train on this UTF-8 text file instead of the Shakespeare corpus")
     p.add_argument("--corpus", choices=("shakespeare", "shakespeare-all"),
@@ -47,7 +49,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--seed", type=int, help="random seed (initialisation, batches, dropout)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="cuda needs CuPy and a GPU")
     p.add_argument("--threads", type=int,
-                   help="BLAS threads for matrix products (default: all cores; 1 is faster on a busy machine)")
+                   help="BLAS threads for matrix products "
+                        "(default: all cores; 1 is faster on a busy machine)")
     p.add_argument("--out", help="output folder (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,7 +80,8 @@ def _fill_parser(commands) -> None:
 
 def _bench_parser(commands) -> None:
     p = commands.add_parser("bench", help="time training steps (and PyTorch's, if installed)",
-                            description="ms per training step, tokens/s, GFLOP/s and fraction of matmul peak.")
+                            description="ms per training step, tokens/s, GFLOP/s "
+                                        "and fraction of matmul peak.")
     p.add_argument("--steps", type=int, default=20, help="timed steps per model (default 20)")
     p.add_argument("--quick", action="store_true", help="only the small GPT preset")
 
@@ -105,7 +109,8 @@ def _train_config(args):
     out = args.out or f"runs/{config.preset}"
     for name in ("iters", "batch_size", "grad_accum", "eval_interval"):
         if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(config, name)}")
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
+                             f"got {getattr(config, name)}")
     return dataclasses.replace(config, out_dir=out)
 
 
@@ -133,7 +138,8 @@ def generate_text(checkpoint: str, prompt: str, tokens: int, temperature: float 
 
     model, tokenizer, _ = load_checkpoint(checkpoint)
     if not isinstance(model, GPT):
-        raise ValueError(f"{checkpoint} holds a BERT, which does not generate text; use `tinyllm fill` for it")
+        raise ValueError(f"{checkpoint} holds a BERT, which does not generate text; "
+                         "use `tinyllm fill` for it")
     if not prompt:
         raise ValueError("the prompt is empty: give at least one character, e.g. --prompt $'\\n'")
     ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)  # (1, T0); unknown characters raise here

@@ -1,8 +1,8 @@
 """Making tensors: from data, filled, random, ranges (chapter 02, section "Dtypes").
 
-``tl.tensor`` turns Python data or an array into a Tensor; ``zeros``, ``ones``, ``randn`` and ``arange`` make new
-ones. Random values come from one NumPy generator (``default_rng()``), which ``manual_seed`` replaces, so one
-seed fixes every initialisation that does not pass its own ``rng``.
+``tl.tensor`` turns Python data or an array into a Tensor; ``zeros``, ``ones``, ``randn`` and ``arange``
+make new ones. Random values come from one NumPy generator (``default_rng()``), which ``manual_seed``
+replaces, so one seed fixes every initialisation that does not pass its own ``rng``.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], *inputs: Tensor, eps
 
     def scalar_loss() -> float:  # L = sum over outputs of <v, f(x)>
         with no_grad():
-            return sum(float(np.sum(to_numpy(out.data) * v)) for out, v in zip(_outputs(fn(*inputs)), cotangents))
+            return sum(float(np.sum(to_numpy(out.data) * v))
+                       for out, v in zip(_outputs(fn(*inputs)), cotangents))
 
     # Numeric: central differences, one entry at a time (a test helper, not a hot path).
     for which, (t, grad) in enumerate(zip(variables, analytic)):
@@ -78,7 +79,8 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], *inputs: Tensor, eps
         if error.size and error.max() > 0:
             worst = np.unravel_index(np.argmax(error), error.shape)
             raise GradcheckError(
-                f"gradcheck failed for input {which} (shape {t.shape}) at index {tuple(int(i) for i in worst)}: "
+                f"gradcheck failed for input {which} (shape {t.shape}) "
+                f"at index {tuple(int(i) for i in worst)}: "
                 f"analytic {grad[worst]:.8g}, numeric {numeric[worst]:.8g} "
                 f"(difference {abs(grad[worst] - numeric[worst]):.3g}, atol {atol}, rtol {rtol})"
             )

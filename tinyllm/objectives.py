@@ -95,8 +95,9 @@ class MaskedLMTask:
         return self.batch_size * self.block_size
 
     def batch(self, split: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        pairs = nsp_pairs(self.segments[split], self.batch_size, self.block_size, cls_id=self.special["[CLS]"],
-                          sep_id=self.special["[SEP]"], pad_id=self.special["[PAD]"], rng=rng)
+        pairs = nsp_pairs(self.segments[split], self.batch_size, self.block_size,
+                          cls_id=self.special["[CLS]"], sep_id=self.special["[SEP]"],
+                          pad_id=self.special["[PAD]"], rng=rng)
         inputs, labels = mask_tokens(pairs.input_ids, self.special["[MASK]"], self.tokenizer.vocab_size,
                                      special_ids=tuple(self.special.values()), p=self.mask_prob, rng=rng)
         return {"inputs": inputs, "labels": labels, "segment_ids": pairs.segment_ids,

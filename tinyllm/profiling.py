@@ -1,4 +1,5 @@
-"""Where does a tinyllm training step spend its time? (chapter 11, "Making it fast"; ``tinyllm bench --profile``)
+"""Where does a tinyllm training step spend its time?
+(chapter 11, "Making it fast"; ``tinyllm bench --profile``)
 
 :class:`OpTimer` wraps every op class's ``forward`` and ``backward`` with a timer (subtracting the time of ops
 nested inside, so each second is counted once); :func:`profile_training_step` reports the phases of a step
@@ -100,7 +101,8 @@ def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: i
 
     names = sorted({name for name, _ in timer.seconds},
                    key=lambda n: -(timer.seconds[(n, "forward")] + timer.seconds[(n, "backward")]))
-    print(f"  {'op class':<28}{'calls/step':>11}{'forward ms':>12}{'backward ms':>13}{'total ms':>10}{'share':>8}")
+    print(f"  {'op class':<28}{'calls/step':>11}{'forward ms':>12}{'backward ms':>13}"
+          f"{'total ms':>10}{'share':>8}")
     op_ms = {}
     for name in names:
         forward, backward = (1e3 * timer.seconds[(name, m)] / steps for m in ("forward", "backward"))

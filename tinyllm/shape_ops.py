@@ -148,7 +148,8 @@ def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
     if isinstance(indices_or_sections, int):
         if length % indices_or_sections:
             raise ValueError(
-                f"split: axis {axis} of length {length} does not divide into {indices_or_sections} equal sections"
+                f"split: axis {axis} of length {length} does not divide into {indices_or_sections} "
+                "equal sections"
             )
         step = length // indices_or_sections
         cuts = list(range(step, length, step))

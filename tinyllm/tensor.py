@@ -220,7 +220,8 @@ class Tensor:
             grad = xp.ones_like(self.data)
         grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
         if grad.shape != self.shape:
-            raise ValueError(f"backward() got a gradient of shape {grad.shape} for a tensor of shape {self.shape}")
+            raise ValueError(f"backward() got a gradient of shape {grad.shape} "
+                             f"for a tensor of shape {self.shape}")
 
         grads = {id(self): grad}  # node id -> dL/dnode, summed over all paths seen so far
         for node in reversed(topological_order(self)):
@@ -283,7 +284,8 @@ class Tensor:
 
     def __pow__(self, exponent: float) -> "Tensor":
         if isinstance(exponent, Tensor):
-            raise TypeError("x ** y needs a Python number as exponent; for a tensor exponent use exp(y * log(x))")
+            raise TypeError("x ** y needs a Python number as exponent; "
+                            "for a tensor exponent use exp(y * log(x))")
         return ops.Pow(exponent).apply(self)
 
     def __matmul__(self, other) -> "Tensor":

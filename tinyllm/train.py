@@ -113,7 +113,8 @@ def build_task(config: TrainConfig, tokenizer, shape, train_text: str, val_text:
         train_ids = np.array(tokenizer.encode(train_text), dtype=np.int64)
         val_ids = np.array(tokenizer.encode(val_text), dtype=np.int64)
         return LanguageModelTask(train_ids, val_ids, config.batch_size, shape.block_size)
-    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.block_size, config.mask_prob)
+    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.block_size,
+                        config.mask_prob)
 
 
 def build_optimizer(config: TrainConfig, model: Module) -> optim.AdamW:
@@ -291,7 +292,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     metrics = {"model": config.model, "preset": config.preset, "parameters": model.num_parameters(),
                "iters": step, "wall_s": round(wall, 2),
                "ms_per_step": round(1000 * wall / max(steps_run, 1), 2),
-               "tokens_per_s": round(steps_run * task.tokens_per_batch * config.grad_accum / max(wall, 1e-9), 1)}
+               "tokens_per_s": round(steps_run * task.tokens_per_batch * config.grad_accum
+                                     / max(wall, 1e-9), 1)}
     val = task.evaluate(model, "val", config.final_eval_iters, seed=config.seed + 1)
     train_eval = task.evaluate(model, "train", config.final_eval_iters, seed=config.seed + 2)
     model.train()

@@ -85,7 +85,8 @@ class GPT(Module):
         self._init_weights(rng)
 
     def _init_weights(self, rng: np.random.Generator) -> None:
-        """GPT-2 initialisation (eq. 11.6): matrices N(0, 0.02^2), residual projections scaled by 1/sqrt(2L)."""
+        """GPT-2 initialisation (eq. 11.6): matrices N(0, 0.02^2), residual projections scaled by
+        1/sqrt(2L)."""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():
             if p.ndim == 2:
@@ -102,7 +103,8 @@ class GPT(Module):
         """
         ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
         if ids.ndim != 2:
-            raise ValueError(f"GPT expects token ids (B, T), got shape {ids.shape}; for one sequence use ids[None]")
+            raise ValueError(f"GPT expects token ids (B, T), got shape {ids.shape}; "
+                             "for one sequence use ids[None]")
         offset = caches[0].length if caches else 0
         T = ids.shape[1]
         if offset + T > self.config.block_size:
@@ -154,7 +156,8 @@ class GPT(Module):
                         logits = self.forward(ids[:, -1:], caches=caches)
                 else:
                     logits = self.forward(ids[:, -window:])
-                next_ids = sample_next(to_numpy(logits.data[:, -1, :]), rng, temperature, top_k, top_p)  # (B,)
+                next_ids = sample_next(to_numpy(logits.data[:, -1, :]), rng, temperature,
+                                       top_k, top_p)  # (B,)
                 ids = np.concatenate([ids, next_ids[:, None]], axis=1)  # (B, T + 1)
         return ids
 

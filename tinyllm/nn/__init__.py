@@ -1,4 +1,5 @@
-"""Layers and models' building blocks (chapters 03-08). ``tinyllm.nn.functional`` (``F``) holds the functions."""
+"""Layers and models' building blocks (chapters 03-08). ``tinyllm.nn.functional`` (``F``) holds
+the functions."""
 
 from tinyllm.nn import functional
 from tinyllm.nn.activations import GELU, ReLU

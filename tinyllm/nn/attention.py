@@ -52,7 +52,8 @@ def _scores_shape(q: Tensor, k: Tensor, v: Tensor) -> tuple[int, ...]:
         if not isinstance(t, Tensor):
             raise TypeError(f"attention expects Tensors for q, k, v; {name} is a {type(t).__name__}")
         if t.ndim < 2:
-            raise ValueError(f"attention expects {name} of shape (..., T, D), e.g. (B, H, T, D), got {t.shape}")
+            raise ValueError(f"attention expects {name} of shape (..., T, D), e.g. (B, H, T, D), "
+                             f"got {t.shape}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k head widths differ: {q.shape[-1]} vs {k.shape[-1]} (q {q.shape}, k {k.shape}); "
@@ -90,8 +91,8 @@ def attention_mask(mask, is_causal: bool, scores_shape: tuple[int, ...], like) -
         mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
         if mask.dtype != bool:
             raise TypeError(
-                f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}; build it with a "
-                "comparison, e.g. ids != pad_id"
+                f"attention mask must be boolean (True = may attend), got dtype {mask.dtype}; "
+                "build it with a comparison, e.g. ids != pad_id"
             )
         try:
             fits = np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
@@ -207,7 +208,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask=None, is_
 def scaled_dot_product_attention_composed(q: Tensor, k: Tensor, v: Tensor, mask=None, is_causal: bool = False,
                                           dropout_p: float = 0.0,
                                           rng: np.random.Generator | None = None) -> Tensor:
-    """Attention from primitive ops (matmul, where, softmax_composed, dropout), same conventions as the fused op.
+    """Attention from primitive ops (matmul, where, softmax_composed, dropout), same conventions as the
+    fused op.
 
     The chapter's starting point; used to test and benchmark the fused :func:`scaled_dot_product_attention`.
     Masked scores become ``MASKED_SCORE`` (finite, so no NaN appears); a fully masked row is then uniform, and
@@ -236,8 +238,9 @@ def scaled_dot_product_attention_composed(q: Tensor, k: Tensor, v: Tensor, mask=
 class KVCache:
     """Keys and values that one attention layer has computed so far, for generation (chapter 07).
 
-    ``keys`` (B, H, max_len, D) and ``values`` (B, H, max_len, D_v) are plain arrays (no graph: generation runs
-    under ``tl.no_grad()``), allocated at the first :meth:`append`; ``length`` counts the filled positions.
+    ``keys`` (B, H, max_len, D) and ``values`` (B, H, max_len, D_v) are plain arrays (no graph: generation
+    runs under ``tl.no_grad()``), allocated at the first :meth:`append`; ``length`` counts the filled
+    positions.
     Preallocating ``max_len`` positions makes each step copy only the new entries (O(T) work per token),
     where concatenating would copy the whole past every step (O(T^2) over a sequence).
 
@@ -263,8 +266,10 @@ class KVCache:
         cached = (self.keys.shape[:2], self.keys.shape[-1], self.values.shape[-1])
         if cached != ((B, H), D, values.shape[-1]) or values.shape[:3] != (B, H, T_new):
             raise ValueError(
-                f"KV cache holds keys (B, H, T, D) = {(*self.keys.shape[:2], self.length, self.keys.shape[-1])}, "
-                f"got new keys {keys.shape} and values {values.shape}; call reset() before caching another batch"
+                "KV cache holds keys (B, H, T, D) = "
+                f"{(*self.keys.shape[:2], self.length, self.keys.shape[-1])}, "
+                f"got new keys {keys.shape} and values {values.shape}; "
+                "call reset() before caching another batch"
             )
         end = self.length + T_new
         if end > self.max_len:
@@ -317,7 +322,8 @@ class MultiHeadAttention(Module):
     def _check_width(self, x: Tensor, name: str) -> None:
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(
-                f"MultiHeadAttention expected {name} (B, T, C) with C = d_model = {self.d_model}, got {x.shape}"
+                f"MultiHeadAttention expected {name} (B, T, C) with C = d_model = {self.d_model}, "
+                f"got {x.shape}"
             )
 
     def _head_mask(self, mask, B: int, T_q: int, T_k: int):
@@ -335,7 +341,8 @@ class MultiHeadAttention(Module):
             if data.shape[0] not in (1, B) or data.shape[1] != T_k:
                 raise ValueError(
                     f"a 2-D mask is a key padding mask (B, T_k) = ({B}, {T_k}), True = real token; got "
-                    f"{data.shape}. For a (T_q, T_k) pattern shared by the batch pass mask[None] (1, T_q, T_k)"
+                    f"{data.shape}. For a (T_q, T_k) pattern shared by the batch "
+                    "pass mask[None] (1, T_q, T_k)"
                 )
             return data[:, None, None, :]  # (B, 1, 1, T_k)
         if data.ndim == 3:
@@ -377,8 +384,9 @@ class MultiHeadAttention(Module):
         attention_mask(mask, False, (B, H, T_q, T_k), x.data)  # check the mask before touching the cache
 
         q = self.q_proj(x).reshape(B, T_q, H, D).transpose(0, 2, 1, 3)  # (B, T_q, C) -> (B, H, T_q, D)
+        # T_s = source length
         k = self.k_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, T_s, C) -> (B, H, T_s, D)
-        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_s, D), T_s = source length
+        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_s, D)
         if cache is not None:
             keys, values = cache.append(k.data, v.data)  # (B, H, T_past + T_q, D)
             k, v = Tensor(keys), Tensor(values)

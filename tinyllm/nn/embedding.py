@@ -102,7 +102,8 @@ def check_token_ids(ids, num_embeddings: int, device: str = "cpu", name: str = "
             bad_value = low if low < 0 else high
             flat_index = int(to_numpy((ids == bad_value).reshape(-1).argmax()))
             raise IndexError(
-                f"{name}: token id {bad_value} at position {_position_text(flat_index, ids.shape)} of the ids "
+                f"{name}: token id {bad_value} "
+                f"at position {_position_text(flat_index, ids.shape)} of the ids "
                 f"(shape {tuple(ids.shape)}) is out of range for a table of V={num_embeddings} rows; "
                 f"valid ids are 0..{num_embeddings - 1}"
             )

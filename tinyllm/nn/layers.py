@@ -41,7 +41,8 @@ class Linear(Module):
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
 
 
 class DropoutFunction(Function):
@@ -64,7 +65,8 @@ class DropoutFunction(Function):
 
 
 def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
-    """Zero each entry with probability ``p`` and scale the rest by 1/(1-p) in training; identity otherwise."""
+    """Zero each entry with probability ``p`` and scale the rest by 1/(1-p) in training; identity
+    otherwise."""
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0:

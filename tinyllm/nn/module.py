@@ -26,7 +26,8 @@ class Parameter(Tensor):
 
 
 class Module:
-    """Base class of every layer and model: subclasses set attributes in ``__init__`` and write ``forward``."""
+    """Base class of every layer and model: subclasses set attributes in ``__init__`` and write
+    ``forward``."""
 
     training: bool = True
 

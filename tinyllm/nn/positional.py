@@ -33,8 +33,8 @@ def _check_positions(name: str, x: Tensor, dim: int, offset: int, max_len: int, 
     length = x.shape[-2]
     if offset + length > max_len:
         raise ValueError(
-            f"{name}: T={length} tokens at offset {offset} need positions up to {offset + length - 1}, but the "
-            f"table has max_len={max_len} (positions 0..{max_len - 1}); build it with max_len >= "
+            f"{name}: T={length} tokens at offset {offset} need positions up to {offset + length - 1}, "
+            f"but the table has max_len={max_len} (positions 0..{max_len - 1}); build it with max_len >= "
             f"{offset + length} or feed shorter sequences"
         )
     return length
