@@ -75,7 +75,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: check the path "
-                                "(train first, or pass --checkpoint)")
+                                "(`tinyllm train` writes one into its --out folder)")
     raw = path.read_bytes()
     if len(raw) < 8:
         raise CheckpointError(f"{path} is not a checkpoint: only {len(raw)} bytes (truncated or empty file)")

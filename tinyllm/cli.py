@@ -52,7 +52,9 @@ def _train_parser(commands) -> None:
                    help="BLAS threads for matrix products "
                         "(default: all cores; 1 is faster on a busy machine)")
     p.add_argument("--out", help="output folder (default runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out exactly, with its own settings "
+                   "(--iters may extend it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -98,15 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args):
-    from tinyllm.train import TRAIN_PRESETS
+    from tinyllm.train import TRAIN_PRESETS, saved_train_config
 
     base = TRAIN_PRESETS["shakespeare-char" if args.model == "gpt" else "shakespeare-bert"]
+    out = args.out or f"runs/{args.preset or base.preset}"
+    if args.resume:  # the run's own settings; only what the command line names changes (e.g. --iters)
+        base = saved_train_config(out)
     overrides = {"preset": args.preset, "data": args.data, "corpus": args.corpus, "tokenizer": args.tokenizer,
                  "iters": args.iters, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                  "lr": args.lr, "eval_interval": args.eval_interval, "sample_tokens": args.sample_tokens,
                  "seed": args.seed, "device": args.device}
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-    out = args.out or f"runs/{config.preset}"
     for name in ("iters", "batch_size", "grad_accum", "eval_interval"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "

@@ -155,6 +155,15 @@ def save_checkpoint(path: Path, config: TrainConfig, shape, tokenizer, model: Mo
     save_safetensors(path, arrays, metadata)
 
 
+def saved_train_config(out_dir: str | Path) -> TrainConfig:
+    """The settings the run in ``out_dir`` was started with, read from its checkpoint (for --resume)."""
+    path = Path(out_dir) / CHECKPOINT_NAME
+    _, metadata = load_safetensors(path)
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a tinyllm training checkpoint, so there is no run to resume")
+    return TrainConfig(**json.loads(metadata["train_config"]))
+
+
 def load_checkpoint(path: str | Path):
     """Read a training checkpoint: returns (model, tokenizer, info) with info holding the rest."""
     path = Path(path)
