@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinyllm.backend import get_array_module, to_numpy
 from tinyllm.creation import default_rng
 from tinyllm.nn import (
     GELU,
@@ -129,7 +130,8 @@ class BERT(Module):
         """
         h = self.encode(ids, segment_ids, attention_mask)  # (B, T, C)
         if masked_positions is not None:
-            rows, cols = np.nonzero(np.asarray(masked_positions))
+            xp = get_array_module(h.data)
+            rows, cols = (xp.asarray(index) for index in np.nonzero(to_numpy(masked_positions)))  # (N,), (N,)
             return self.mlm_logits(h[rows, cols]), self.nsp_logits(h)  # (N, V), (B, 2)
         return self.mlm_logits(h), self.nsp_logits(h)  # (B, T, V), (B, 2)
 
