@@ -3,10 +3,10 @@ the functions."""
 
 from tinyllm.nn import functional
 from tinyllm.nn.activations import GELU, ReLU
-from tinyllm.nn.attention import KVCache, MultiHeadAttention
 from tinyllm.nn.embedding import Embedding
 from tinyllm.nn.layers import Dropout, Linear
 from tinyllm.nn.module import Module, Parameter
+from tinyllm.nn.multihead import KVCache, MultiHeadAttention
 from tinyllm.nn.normalization import LayerNorm
 from tinyllm.nn.positional import (
     LearnedPositionalEmbedding,

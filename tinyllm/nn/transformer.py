@@ -19,9 +19,9 @@ import numpy as np
 
 from tinyllm.creation import default_rng
 from tinyllm.nn.activations import GELU, ReLU
-from tinyllm.nn.attention import MultiHeadAttention
 from tinyllm.nn.layers import Dropout, Linear
 from tinyllm.nn.module import Module
+from tinyllm.nn.multihead import MultiHeadAttention
 from tinyllm.nn.normalization import LayerNorm
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor
 

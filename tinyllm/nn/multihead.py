@@ -1,0 +1,185 @@
+"""Multi-head attention and the key/value cache (chapter 07).
+
+:class:`MultiHeadAttention` splits the width C into H heads of width D = C / H with reshapes and runs the
+fused scaled dot-product attention of chapter 06 on all heads at once; :class:`KVCache` keeps the keys and
+values of past positions so that generation computes each new position once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyllm.backend import get_array_module
+from tinyllm.creation import default_rng
+from tinyllm.nn.attention import _check_dropout, attention_mask, scaled_dot_product_attention
+from tinyllm.nn.layers import Linear
+from tinyllm.nn.module import Module
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor, is_grad_enabled
+
+
+class KVCache:
+    """Keys and values that one attention layer has computed so far, for generation (chapter 07).
+
+    ``keys`` (B, H, max_len, D) and ``values`` (B, H, max_len, D_v) are plain arrays (no graph: generation
+    runs under ``tl.no_grad()``), allocated at the first :meth:`append`; ``length`` counts the filled
+    positions.
+    Preallocating ``max_len`` positions makes each step copy only the new entries (O(T) work per token),
+    where concatenating would copy the whole past every step (O(T^2) over a sequence).
+
+    A model with L layers keeps one cache per layer, ``caches = [KVCache(max_len) for _ in range(L)]``, and
+    passes ``cache=caches[l]`` to layer l's attention. :meth:`reset` empties a cache for a new sequence.
+    """
+
+    def __init__(self, max_len: int):
+        if max_len < 1:
+            raise ValueError(f"KVCache needs max_len >= 1 (the longest sequence to generate), got {max_len}")
+        self.max_len = max_len
+        self.keys = None
+        self.values = None
+        self.length = 0
+
+    def append(self, keys, values) -> tuple[object, object]:
+        """Store keys (B, H, T_new, D) and values (B, H, T_new, D_v); return all cached (B, H, length, .)."""
+        B, H, T_new, D = keys.shape
+        if self.keys is None:
+            xp = get_array_module(keys)
+            self.keys = xp.empty((B, H, self.max_len, D), dtype=keys.dtype)  # (B, H, max_len, D)
+            self.values = xp.empty((B, H, self.max_len, values.shape[-1]), dtype=values.dtype)
+        cached = (self.keys.shape[:2], self.keys.shape[-1], self.values.shape[-1])
+        if cached != ((B, H), D, values.shape[-1]) or values.shape[:3] != (B, H, T_new):
+            raise ValueError(
+                "KV cache holds keys (B, H, T, D) = "
+                f"{(*self.keys.shape[:2], self.length, self.keys.shape[-1])}, "
+                f"got new keys {keys.shape} and values {values.shape}; "
+                "call reset() before caching another batch"
+            )
+        end = self.length + T_new
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache full: {self.length} cached + {T_new} new positions > max_len = {self.max_len}; "
+                "create KVCache(max_len) with the longest sequence (the context length), or reset() it"
+            )
+        self.keys[:, :, self.length:end] = keys
+        self.values[:, :, self.length:end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]  # (B, H, T_past + T_new, D)
+
+    def reset(self) -> None:
+        """Forget everything (the next append may have another batch size)."""
+        self.keys = self.values = None
+        self.length = 0
+
+    def __repr__(self) -> str:
+        return f"KVCache(length={self.length}, max_len={self.max_len})"
+
+
+class MultiHeadAttention(Module):
+    """H attention heads side by side on a width C = H * D (chapter 07, eqs. 7.1-7.3).
+
+    q = x W_q + b_q, k = c W_k + b_k, v = c W_v + b_v with c = x (self-attention) or c = ``context``
+    (cross-attention); each is cut into H heads by a reshape (B, T, C) -> (B, T, H, D) -> (B, H, T, D);
+    :func:`scaled_dot_product_attention` runs on all heads at once; the heads are glued back and mixed by
+    ``out_proj``. Parameters: 4 (C^2 + C) with bias (eq. 7.3). Dropout (probability ``dropout``) acts on the
+    attention weights in training mode only, with masks drawn from a generator seeded from ``rng``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+        if num_heads < 1 or d_model < 1 or d_model % num_heads:
+            raise ValueError(
+                f"MultiHeadAttention needs d_model = num_heads * head_dim: d_model = {d_model} is not "
+                f"divisible by num_heads = {num_heads}; choose num_heads among "
+                f"{[h for h in range(1, d_model + 1) if d_model % h == 0]}"
+            )
+        _check_dropout(dropout)
+        rng = rng or default_rng()
+        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, d_model // num_heads
+        self.dropout_p = dropout
+        self.q_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.out_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
+        self.rng = np.random.default_rng(int(rng.integers(2**63)))  # dropout masks; one seed fixes all
+
+    def _check_width(self, x: Tensor, name: str) -> None:
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"MultiHeadAttention expected {name} (B, T, C) with C = d_model = {self.d_model}, "
+                f"got {x.shape}"
+            )
+
+    def _head_mask(self, mask, B: int, T_q: int, T_k: int):
+        """A user mask as 4 axes against the scores (B, H, T_q, T_k).
+
+        (B, T_k) is a key padding mask (True = real token) -> (B, 1, 1, T_k): every query of example b
+        ignores b's padded keys, in every head. (B, T_q, T_k) -> (B, 1, T_q, T_k): shared by the heads.
+        Four axes are used as given. A (T_q, T_k) pattern for the whole batch is passed as (1, T_q, T_k).
+        """
+        if mask is None:
+            return None
+        data = mask.data if isinstance(mask, Tensor) else mask
+        data = data if hasattr(data, "dtype") else np.asarray(data)
+        if data.ndim == 2:
+            if data.shape[0] not in (1, B) or data.shape[1] != T_k:
+                raise ValueError(
+                    f"a 2-D mask is a key padding mask (B, T_k) = ({B}, {T_k}), True = real token; got "
+                    f"{data.shape}. For a (T_q, T_k) pattern shared by the batch "
+                    "pass mask[None] (1, T_q, T_k)"
+                )
+            return data[:, None, None, :]  # (B, 1, 1, T_k)
+        if data.ndim == 3:
+            return data[:, None, :, :]  # (B, 1, T_q, T_k)
+        if data.ndim == 4:
+            return data
+        raise ValueError(
+            f"mask expected (B, T_k), (B, T_q, T_k) or (B, H, T_q, T_k) = ({B}, {T_k}), ({B}, {T_q}, {T_k}) "
+            f"or ({B}, {self.num_heads}, {T_q}, {T_k}), got {data.shape}"
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None, is_causal: bool = False,
+                return_weights: bool = False, cache: KVCache | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, T_q, C) -> (B, T_q, C); with ``return_weights`` also the weights (B, H, T_q, T_k).
+
+        ``context`` (B, T_k, C): keys and values come from it (cross-attention); None: from x. ``mask``: see
+        :meth:`_head_mask`. ``cache``: a :class:`KVCache`; x holds only the new positions, their keys and
+        values are appended, and the queries attend to every cached position (with ``is_causal``, aligned
+        bottom-right, so new position i sees the past and the new positions up to i). Needs ``tl.no_grad()``.
+        """
+        self._check_width(x, "x")
+        B, T_q, C = x.shape
+        H, D = self.num_heads, self.head_dim
+        source = x if context is None else context
+        if context is not None:
+            self._check_width(context, "context")
+            if context.shape[0] != B:
+                raise ValueError(f"x and context batch sizes differ: {B} vs {context.shape[0]}")
+        if cache is not None:
+            if context is not None:
+                raise ValueError("the KV cache is for causal self-attention; cross-attention takes no cache")
+            if is_grad_enabled():
+                raise RuntimeError(
+                    "the KV cache holds plain arrays outside the graph, so it is for generation only: call "
+                    "the model under `with tl.no_grad():`"
+                )
+        T_k = source.shape[1] + (cache.length if cache is not None else 0)
+        mask = self._head_mask(mask, B, T_q, T_k)  # 4 axes, broadcastable to (B, H, T_q, T_k), or None
+        attention_mask(mask, False, (B, H, T_q, T_k), x.data)  # check the mask before touching the cache
+
+        q = self.q_proj(x).reshape(B, T_q, H, D).transpose(0, 2, 1, 3)  # (B, T_q, C) -> (B, H, T_q, D)
+        # T_s = source length
+        k = self.k_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, T_s, C) -> (B, H, T_s, D)
+        v = self.v_proj(source).reshape(B, -1, H, D).transpose(0, 2, 1, 3)  # (B, H, T_s, D)
+        if cache is not None:
+            keys, values = cache.append(k.data, v.data)  # (B, H, T_past + T_q, D)
+            k, v = Tensor(keys), Tensor(values)
+        result = scaled_dot_product_attention(
+            q, k, v, mask=mask, is_causal=is_causal, dropout_p=self.dropout_p if self.training else 0.0,
+            rng=self.rng, return_weights=return_weights,
+        )
+        out, weights = result if return_weights else (result, None)  # out (B, H, T_q, D)
+        out = out.transpose(0, 2, 1, 3).reshape(B, T_q, C)  # (B, T_q, H, D) -> (B, T_q, C)
+        out = self.out_proj(out)  # (B, T_q, C)
+        return (out, weights) if return_weights else out
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout_p}"
