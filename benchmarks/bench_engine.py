@@ -20,22 +20,16 @@ Two measurements:
     A second line makes x a variable too, so both sides compute dL/dx: it isolates the engine's own
     overhead from any extra products it computes.
 
-Threads: ``--threads N`` limits the BLAS (OpenBLAS / MKL) and OpenMP pools. With ``threadpoolctl``
-installed the limit is applied at run time; without it the script sets OPENBLAS_NUM_THREADS,
-OMP_NUM_THREADS and MKL_NUM_THREADS *before importing NumPy*, because the BLAS library reads them only
-once, when it is loaded. (That is why NumPy and tinyllm are imported inside ``main``, after the arguments.)
+Threads: ``--threads N`` limits the BLAS threads with ``tinyllm.runtime.limit_blas_threads``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,35 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--release-memory", action="store_true",
                         help="let glibc return freed memory to the OS (default: keep it, as training does)")
     return parser.parse_args(argv)
-
-
-def limit_threads(threads: int | None):
-    """Limit BLAS threads: threadpoolctl if installed (returns its controller), else environment variables.
-
-    Must run before NumPy is imported; the environment variables have no effect afterwards.
-    """
-    if threads is None:
-        return None
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        for name in THREAD_VARIABLES:
-            os.environ[name] = str(threads)
-        return None
-    import numpy  # noqa: F401  (load the BLAS library so that threadpoolctl can find and limit it)
-
-    return threadpool_limits(limits=threads)
-
-
-def describe_threads(threads: int | None) -> str:
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
-        return f"threadpoolctl: {pools}"
-    except ImportError:
-        settings = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in THREAD_VARIABLES)
-        return f"environment (threadpoolctl not installed): {settings}"
 
 
 def per_call_us(fn: Callable[[], object], calls: int, repeats: int = 5) -> float:
@@ -225,18 +190,19 @@ def matmul_chain(size: int, repeats: int, x_requires_grad: bool) -> dict[str, fl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    controller = limit_threads(args.threads)  # before NumPy is imported (see the module docstring)
-
     import numpy as np
 
     import tinyllm as tl
-    from tinyllm.runtime import keep_freed_memory
+    from tinyllm.runtime import blas_threads, keep_freed_memory, limit_blas_threads
+
+    if args.threads is not None:
+        limit_blas_threads(args.threads)
 
     # the allocator setting `tinyllm train` uses; it applies to both sides of every comparison below
     kept = keep_freed_memory() if not args.release_memory else False
     print(f"tinyllm {tl.__version__}, NumPy {np.__version__}, Python {sys.version.split()[0]}")
     print(f"freed memory kept for reuse (glibc mallopt, as in training): {'yes' if kept else 'no'}")
-    print(f"threads: {describe_threads(args.threads)}")
+    print(f"BLAS threads: {blas_threads()}")
 
     print("\n(a) per-op cost on (4, 4) float32, microseconds per call (median of 5 timings)")
     print(f"{'op':<9}{'numpy fwd':>11}{'tinyllm fwd':>13}{'overhead':>10}   "
@@ -256,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
               f"raw NumPy {result['numpy'] * 1e3:7.2f} ms   ratio {ratio:5.3f}  ({verdict})")
         print(f"  {'':<24} page faults per step: tinyllm {result['tinyllm_faults']:.0f}, "
               f"raw NumPy {result['numpy_faults']:.0f}")
-    if controller is not None:
-        controller.restore_original_limits()
     return 0
 
 

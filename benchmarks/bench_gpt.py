@@ -5,19 +5,14 @@
     python benchmarks/bench_gpt.py --quick --profile   # the small model, and where its step spends time
 
 The work is done by ``tinyllm.bench.run_benchmarks`` (also ``tinyllm bench``); see its module docstring for
-what a step is and how the FLOPs are counted. This script adds the thread limit, which has to be set before
-NumPy is imported: with ``threadpoolctl`` installed it is applied at run time; without it the script sets
-OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS first and imports NumPy (and tinyllm) afterwards,
-inside ``main``. OMP_NUM_THREADS also limits PyTorch's OpenMP pool.
+what a step is and how the FLOPs are counted. ``--threads N`` limits NumPy's BLAS threads with
+``tinyllm.runtime.limit_blas_threads``; PyTorch gets the same number.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,34 +31,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def limit_threads(threads: int | None):
-    """Limit the BLAS/OpenMP threads; returns threadpoolctl's controller, or None. Call before importing
-    NumPy."""
-    if threads is None:
-        return None
-    if threads < 1:
-        raise SystemExit(f"--threads must be a positive integer, got {threads}")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        for name in THREAD_VARIABLES:
-            os.environ[name] = str(threads)
-        return None
-    import numpy  # noqa: F401  (loads the BLAS library, so that threadpoolctl can find and limit it)
-
-    return threadpool_limits(limits=threads)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    controller = limit_threads(args.threads)  # before NumPy is imported (see the module docstring)
-
     from tinyllm.bench import run_benchmarks
+    from tinyllm.runtime import limit_blas_threads
+
+    if args.threads is not None:
+        limit_blas_threads(args.threads)
 
     run_benchmarks(steps=args.steps, quick=args.quick, tiny=args.tiny, profile=args.profile,
                    compare_torch=not args.no_torch, generation=not args.no_generation)
-    if controller is not None:
-        controller.restore_original_limits()
     return 0
 
 

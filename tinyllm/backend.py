@@ -82,7 +82,7 @@ def get_array_module(*arrays):
 
 def device_of(array) -> str:
     """``"cuda"`` for a CuPy array, ``"cpu"`` for everything else."""
-    return "cuda" if get_array_module(array) is not np else "cpu"
+    return "cuda" if type(array).__module__.startswith("cupy") else "cpu"
 
 
 def to_device(array, device: str):

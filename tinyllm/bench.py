@@ -31,9 +31,9 @@ the useful, causal half would be 2 L T C forward (6 L T C training). Elementwise
 (embeddings, LayerNorm, GELU, softmax, AdamW) is of order C per token and is not counted. The same count is
 used for every framework, so GFLOP/s compare like with like.
 
-Threads. NumPy's BLAS reads its thread count once, when NumPy is imported, from OPENBLAS_NUM_THREADS (or
-OMP_NUM_THREADS, MKL_NUM_THREADS); ``benchmarks/bench_gpt.py --threads N`` sets them before importing NumPy.
-:func:`run_benchmarks` reports the count in effect and gives PyTorch the same (``torch.set_num_threads``).
+Threads. ``tinyllm bench --threads N`` (or ``benchmarks/bench_gpt.py --threads N``) limits the BLAS threads
+with ``tinyllm.runtime.limit_blas_threads``; :func:`run_benchmarks` reports the count in effect and gives
+PyTorch the same (``torch.set_num_threads``).
 
 When PyTorch is installed, the same model (same shapes, same initial weights, same batches, same recipe) is
 written in PyTorch below and timed in the same run, in blocks of steps that alternate with tinyllm's, so a
@@ -58,11 +58,9 @@ import numpy as np
 from tinyllm import __version__, optim
 from tinyllm.models import GPT, GPT_PRESETS, GPTConfig
 from tinyllm.objectives import LanguageModelTask
-from tinyllm.runtime import keep_freed_memory
+from tinyllm.runtime import blas_threads, keep_freed_memory
 from tinyllm.tensor import Tensor
 from tinyllm.train import TrainConfig, build_model, build_optimizer
-
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -138,45 +136,6 @@ def torch_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - start)
     return 2 * size ** 3 / best / 1e9
-
-
-def blas_threads() -> int | None:
-    """Threads of the BLAS library NumPy calls, or None where it cannot be asked.
-
-    With ``threadpoolctl`` installed it is asked; otherwise, on Linux, the OpenBLAS library that NumPy loaded
-    is found in ``/proc/self/maps`` and its ``openblas_get_num_threads`` is called through ctypes.
-    """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return _openblas_threads()
-    counts = [pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"]
-    counts = counts or [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return counts[0] if counts else None
-
-
-def _openblas_threads() -> int | None:
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    except OSError:  # not Linux
-        return None
-    getters = ("openblas_get_num_threads", "openblas_get_num_threads64_", "scipy_openblas_get_num_threads64_")
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in getters:
-            if hasattr(library, name):
-                return int(getattr(library, name)())
-    return None
-
-
-def thread_settings() -> str:
-    return ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in THREAD_VARIABLES)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -380,8 +339,8 @@ def run_benchmarks(steps: int = 20, quick: bool = False, tiny: bool = False, pro
     else:
         versions += " (PyTorch not installed: tinyllm only)" if compare_torch else " (PyTorch not timed)"
     print(versions)
-    print(f"BLAS threads: {threads if threads is not None else 'unknown'} (read by NumPy at import from "
-          f"{thread_settings()})" + (f"; PyTorch threads: {torch_threads}" if has_torch else ""))
+    print(f"BLAS threads: {threads if threads is not None else 'unknown'}"
+          + (f"; PyTorch threads: {torch_threads}" if has_torch else ""))
 
     def measure_peaks() -> dict[str, float]:
         peaks = {"NumPy": numpy_matmul_gflops(peak_size, peak_repeats)}

@@ -86,6 +86,7 @@ def _bench_parser(commands) -> None:
                                         "and fraction of matmul peak.")
     p.add_argument("--steps", type=int, default=20, help="timed steps per model (default 20)")
     p.add_argument("--quick", action="store_true", help="only the small GPT preset")
+    p.add_argument("--threads", type=int, help="BLAS (and PyTorch) threads (default: all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +194,8 @@ def cmd_fill(args) -> None:
 def cmd_bench(args) -> None:
     from tinyllm.bench import run_benchmarks
 
+    if args.threads is not None:
+        limit_blas_threads(args.threads)
     run_benchmarks(steps=args.steps, quick=args.quick)
 
 

@@ -30,6 +30,14 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
+def blas_threads() -> int | None:
+    """How many threads the BLAS library behind NumPy uses now (None if none is found)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return counts[0] if counts else None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (no trimming, no mmap); True if it took effect.
 
