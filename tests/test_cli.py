@@ -264,3 +264,24 @@ def test_fill_prints_candidates_for_every_mask(bert_run, capsys):
         assert probs[best[0]] == probs.max() >= probs[best[1]] >= probs[best[2]]  # best first
         guesses = ", ".join(f"{tokenizer.decode([int(t)])!r} {probs[t]:.2f}" for t in best)
         assert line == f"[MASK] at token {position}: {guesses}"
+
+
+def test_resume_continues_with_the_runs_own_settings(text_file, tmp_path, capsys):
+    """`train --resume --out DIR` needs no other flag: data, model and recipe come from the checkpoint; only
+    what the command line names (here --iters, extending the run) changes."""
+    flags = ["--data", text_file, "--no-progress", "--sample-tokens", "0", "--iters", "4"]
+    code, _, err = run(["train", *flags, "--out", tmp_path / "a"], capsys)
+    assert code == 0 and err == ""
+    assert T.saved_train_config(tmp_path / "a").data == str(text_file)
+    code, out, err = run(["train", "--resume", "--iters", "7", "--out", tmp_path / "a", "--no-progress"],
+                         capsys)
+    assert code == 0 and err == "", err
+    assert json.loads(out[out.index("{"):out.index("}") + 1])["iters"] == 7
+    _, _, info = T.load_checkpoint(tmp_path / "a")
+    assert info["step"] == 7 and info["config"].data == str(text_file) and info["config"].iters == 7
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run(["train", "--resume", "--out", tmp_path / "none", "--no-progress"], capsys)
+    assert code == 2
+    assert "no checkpoint at" in err and "none" in err and "--out" in err
