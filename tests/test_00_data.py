@@ -129,7 +129,7 @@ def test_load_text_errors(tmp_path):
 
 def test_get_batch_windows_and_shift():
     tokens = np.arange(1000, 1100, dtype=np.uint16)
-    x, y = get_batch(tokens, batch_size=8, block_size=16, rng=np.random.default_rng(0))
+    x, y = get_batch(tokens, batch_size=8, context_length=16, rng=np.random.default_rng(0))
     starts = np.random.default_rng(0).integers(0, 100 - 16 - 1, 8)   # the reference's draw
     assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == np.int64
     np.testing.assert_array_equal(x[:, 0], 1000 + starts)
@@ -138,11 +138,11 @@ def test_get_batch_windows_and_shift():
 
 
 def test_get_batch_shortest_data_and_error():
-    x, y = get_batch(np.arange(6), batch_size=3, block_size=4, rng=np.random.default_rng(1))
+    x, y = get_batch(np.arange(6), batch_size=3, context_length=4, rng=np.random.default_rng(1))
     np.testing.assert_array_equal(x, np.tile(np.arange(4), (3, 1)))   # only start 0 fits
     np.testing.assert_array_equal(y, x + 1)
     with pytest.raises(ValueError, match=r"needs at least T \+ 2 = 6"):
-        get_batch(np.arange(5), batch_size=3, block_size=4, rng=np.random.default_rng(1))
+        get_batch(np.arange(5), batch_size=3, context_length=4, rng=np.random.default_rng(1))
 
 
 # ----------------------------------------------------------------------------- BERT masking
@@ -211,7 +211,7 @@ def test_nsp_pairs_structure_and_labels():
     rng = np.random.default_rng(0)
     # Segment s starts with id 100 + s, so a row tells which segments it holds.
     segments = [[100 + s] + list(rng.integers(10, 100, rng.integers(1, 12))) for s in range(50)]
-    batch = nsp_pairs(segments, batch_size=2000, block_size=16, cls_id=CLS, sep_id=SEP,
+    batch = nsp_pairs(segments, batch_size=2000, context_length=16, cls_id=CLS, sep_id=SEP,
                       pad_id=PAD, rng=rng)
     assert batch.input_ids.shape == batch.segment_ids.shape == batch.attention_mask.shape
     assert batch.input_ids.shape == (2000, 16) and batch.nsp_labels.shape == (2000,)
@@ -238,6 +238,6 @@ def test_nsp_pairs_errors():
     kwargs = {"batch_size": 2, "cls_id": CLS, "sep_id": SEP, "pad_id": PAD,
               "rng": np.random.default_rng(0)}
     with pytest.raises(ValueError, match="at least 2 segments"):
-        nsp_pairs([[5, 6]], block_size=8, **kwargs)
+        nsp_pairs([[5, 6]], context_length=8, **kwargs)
     with pytest.raises(ValueError, match="at least 5"):
-        nsp_pairs([[5], [6]], block_size=4, **kwargs)
+        nsp_pairs([[5], [6]], context_length=4, **kwargs)

@@ -211,7 +211,7 @@ def test_weight_must_be_a_2d_tensor():
 
 
 def test_layer_rejects_bad_sizes():
-    with pytest.raises(ValueError, match=r"num_embeddings >= 1 and embedding_dim >= 1, got \(0, 8\)"):
+    with pytest.raises(ValueError, match=r"vocab_size >= 1 and d_model >= 1, got \(0, 8\)"):
         nn.Embedding(0, 8)
 
 
@@ -225,7 +225,7 @@ def test_layer_shapes_parameters_and_repr():
     assert layer.weight.shape == (65, 32) and layer.weight.dtype == np.float32
     assert layer.num_parameters() == 65 * 32  # eq. 4.6
     assert list(layer.state_dict()) == ["weight"]
-    assert repr(layer) == "Embedding(num_embeddings=65, embedding_dim=32)"
+    assert repr(layer) == "Embedding(vocab_size=65, d_model=32)"
     y = layer(np.zeros((4, 8), dtype=np.int64))
     assert y.shape == (4, 8, 32)
     np.testing.assert_array_equal(y.numpy()[2, 5], layer.weight.numpy()[0])

@@ -74,9 +74,9 @@ def test_attention_without_positions_is_permutation_equivariant_and_with_them_is
 
 
 def test_sinusoidal_table_matches_the_formula_entry_by_entry():
-    max_len, d = 50, 12
-    table = sinusoidal_table(max_len, d)
-    for pos in range(max_len):
+    context_length, d = 50, 12
+    table = sinusoidal_table(context_length, d)
+    for pos in range(context_length):
         for i in range(d // 2):
             angle = pos / 10000 ** (2 * i / d)
             assert table[pos, 2 * i] == pytest.approx(np.sin(angle), abs=1e-13)
@@ -148,12 +148,12 @@ def test_sinusoidal_has_no_parameters_and_gradcheck_in_x():
 
 
 def test_sinusoidal_errors():
-    with pytest.raises(ValueError, match="even width dim.*got 7"):
+    with pytest.raises(ValueError, match="even width d_model.*got 7"):
         nn.SinusoidalPositionalEncoding(10, 7)
     pe = nn.SinusoidalPositionalEncoding(10, 8)
-    with pytest.raises(ValueError, match=r"T=11 tokens at offset 0 need positions up to 10.*max_len=10"):
+    with pytest.raises(ValueError, match=r"T=11 tokens at offset 0 need positions up to 10.*context_length=10"):
         pe(tl.zeros(2, 11, 8))
-    with pytest.raises(ValueError, match=r"T=4 tokens at offset 8 need positions up to 11.*max_len >= 12"):
+    with pytest.raises(ValueError, match=r"T=4 tokens at offset 8 need positions up to 11.*context_length >= 12"):
         pe(tl.zeros(2, 4, 8), offset=8)
     with pytest.raises(ValueError,
                        match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"):
@@ -199,12 +199,12 @@ def test_learned_positions_offset_matches_slicing_the_full_sequence():
 
 def test_learned_positions_errors_and_repr():
     layer = nn.LearnedPositionalEmbedding(8, 4)
-    assert repr(layer) == "LearnedPositionalEmbedding(max_len=8, dim=4)"
-    with pytest.raises(ValueError, match=r"T=3 tokens at offset 6 need positions up to 8.*max_len=8"):
+    assert repr(layer) == "LearnedPositionalEmbedding(context_length=8, d_model=4)"
+    with pytest.raises(ValueError, match=r"T=3 tokens at offset 6 need positions up to 8.*context_length=8"):
         layer(tl.zeros(1, 3, 4), offset=6)
     with pytest.raises(ValueError, match=r"expected inputs \(B, T, 4\).*got \(1, 3, 5\)"):
         layer(tl.zeros(1, 3, 5))
-    with pytest.raises(ValueError, match=r"max_len >= 1 and dim >= 1, got \(0, 4\)"):
+    with pytest.raises(ValueError, match=r"context_length >= 1 and d_model >= 1, got \(0, 4\)"):
         nn.LearnedPositionalEmbedding(0, 4)
 
 
@@ -214,7 +214,7 @@ def test_learned_positions_errors_and_repr():
 
 
 def test_rope_matches_the_pairwise_rotation_formula():
-    rope = nn.RotaryEmbedding(8, max_len=64)
+    rope = nn.RotaryEmbedding(8, context_length=64)
     x = np.random.default_rng(0).standard_normal((2, 3, 10, 8))
     np.testing.assert_allclose(rope(tl.tensor(x)).numpy(), rope_by_formula(x, np.arange(10)), atol=1e-13)
     np.testing.assert_allclose(rope(tl.tensor(x), offset=7).numpy(), rope_by_formula(x, np.arange(7, 17)),
@@ -224,7 +224,7 @@ def test_rope_matches_the_pairwise_rotation_formula():
 def test_rope_with_d2_is_complex_multiplication():
     """For D = 2, RoPE at position t multiplies x_0 + i x_1 by e^(i t) (base^0 = 1)."""
     x = np.random.default_rng(1).standard_normal((1, 1, 5, 2))
-    y = nn.RotaryEmbedding(2, max_len=5)(tl.tensor(x)).numpy()
+    y = nn.RotaryEmbedding(2, context_length=5)(tl.tensor(x)).numpy()
     z = (x[..., 0] + 1j * x[..., 1]) * np.exp(1j * np.arange(5))
     np.testing.assert_allclose(y[..., 0], z.real, atol=1e-14)
     np.testing.assert_allclose(y[..., 1], z.imag, atol=1e-14)
@@ -232,7 +232,7 @@ def test_rope_with_d2_is_complex_multiplication():
 
 def test_rope_preserves_norms():
     x = np.random.default_rng(2).standard_normal((2, 4, 30, 16))
-    y = nn.RotaryEmbedding(16, max_len=100)(tl.tensor(x), offset=50).numpy()
+    y = nn.RotaryEmbedding(16, context_length=100)(tl.tensor(x), offset=50).numpy()
     np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-13)
     assert np.abs(y - x).max() > 0.5  # and it really moved them
 
@@ -241,7 +241,7 @@ def test_rope_dot_product_depends_only_on_relative_position():
     """<R_m q, R_n k> = <q, R_(n-m) k>: same value for every (m, n) with the same n - m (eq. 5.9)."""
     rng = np.random.default_rng(3)
     D, L = 16, 60
-    rope = nn.RotaryEmbedding(D, max_len=L)
+    rope = nn.RotaryEmbedding(D, context_length=L)
     q, k = rng.standard_normal(D), rng.standard_normal(D)
     rotated_q = rope(tl.tensor(np.broadcast_to(q, (1, 1, L, D)).copy())).numpy()[0, 0]  # (L, D) row m = R_m q
     rotated_k = rope(tl.tensor(np.broadcast_to(k, (1, 1, L, D)).copy())).numpy()[0, 0]  # row n = R_n k
@@ -255,7 +255,7 @@ def test_rope_dot_product_depends_only_on_relative_position():
 
 
 def test_rope_offset_equals_slicing_the_full_rotation():
-    rope = nn.RotaryEmbedding(8, max_len=32)
+    rope = nn.RotaryEmbedding(8, context_length=32)
     x = np.random.default_rng(4).standard_normal((2, 2, 20, 8)).astype(np.float32)
     full = rope(tl.tensor(x)).numpy()
     for offset, T in [(0, 5), (5, 1), (6, 14), (19, 1)]:
@@ -277,7 +277,7 @@ def test_rope_backward_is_the_inverse_rotation():
 
 
 def test_rope_gradcheck_in_x():
-    rope = nn.RotaryEmbedding(6, max_len=16)
+    rope = nn.RotaryEmbedding(6, context_length=16)
     x = variable(np.random.default_rng(6).standard_normal((2, 2, 5, 6)))
     assert tl.gradcheck(lambda t: rope(t, offset=4), x)
 
@@ -288,7 +288,7 @@ def test_rope_gradcheck_in_x():
 )
 def test_rope_random_shapes_formula_and_gradcheck(B, H, T, half, offset, seed):
     D = 2 * half
-    rope = nn.RotaryEmbedding(D, max_len=12, base=100.0)
+    rope = nn.RotaryEmbedding(D, context_length=12, base=100.0)
     x = variable(np.random.default_rng(seed).standard_normal((B, H, T, D)))
     expected = rope_by_formula(x.numpy(), np.arange(offset, offset + T), base=100.0)
     np.testing.assert_allclose(rope(x, offset=offset).numpy(), expected, atol=1e-12)
@@ -304,19 +304,19 @@ def test_apply_rotary_functional_and_dtype():
 
 
 def test_rope_has_no_parameters_and_its_repr():
-    rope = nn.RotaryEmbedding(64, max_len=128, base=500.0)
+    rope = nn.RotaryEmbedding(64, context_length=128, base=500.0)
     assert rope.parameters() == [] and rope.state_dict() == {}
-    assert repr(rope) == "RotaryEmbedding(head_dim=64, max_len=128, base=500)"
+    assert repr(rope) == "RotaryEmbedding(head_dim=64, context_length=128, base=500)"
     assert rope.cos.shape == rope.sin.shape == (128, 32)
 
 
 def test_rope_errors():
     with pytest.raises(ValueError, match="head_dim must be even, got 5"):
         nn.RotaryEmbedding(5)
-    rope = nn.RotaryEmbedding(8, max_len=10)
+    rope = nn.RotaryEmbedding(8, context_length=10)
     with pytest.raises(ValueError, match=r"inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"):
         rope(tl.zeros(1, 2, 3, 6))
-    with pytest.raises(ValueError, match=r"T=4 tokens at offset 7 need positions up to 10.*max_len=10"):
+    with pytest.raises(ValueError, match=r"T=4 tokens at offset 7 need positions up to 10.*context_length=10"):
         rope(tl.zeros(1, 2, 4, 8), offset=7)
     with pytest.raises(ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3"):
         F.apply_rotary(tl.zeros(1, 3, 8), np.ones((3, 3)), np.ones((3, 3)))
@@ -335,7 +335,7 @@ def test_positional_modules_on_device(device):
     heads = rng.standard_normal((2, 2, 5, 8)).astype(np.float32)
     sinusoidal = nn.SinusoidalPositionalEncoding(16, 8)
     learned = nn.LearnedPositionalEmbedding(16, 8, rng=np.random.default_rng(9)).to(device)
-    rope = nn.RotaryEmbedding(8, max_len=16)
+    rope = nn.RotaryEmbedding(8, context_length=16)
     for module, inputs, expected in [
         (sinusoidal, x, x + sinusoidal.table[2:7]),
         (learned, x, x + learned.weight.numpy()[2:7]),

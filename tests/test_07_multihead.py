@@ -217,7 +217,7 @@ def test_kv_cache_token_by_token_equals_full_causal(dtype, atol):
     x = tl.tensor(rng.standard_normal((3, 9, 16)).astype(dtype))
     with tl.no_grad():
         full = mha(x, is_causal=True).numpy()
-        cache = KVCache(max_len=12)
+        cache = KVCache(context_length=12)
         steps = [mha(x[:, t:t + 1], is_causal=True, cache=cache).numpy() for t in range(9)]
     assert cache.length == 9
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=0, atol=atol)
@@ -230,7 +230,7 @@ def test_kv_cache_prompt_then_tokens_and_weights():
     x = tl.tensor(rng.standard_normal((2, 7, 8)))
     with tl.no_grad():
         full, full_weights = mha(x, is_causal=True, return_weights=True)
-        cache = KVCache(max_len=7)
+        cache = KVCache(context_length=7)
         outs = [mha(x[:, :4], is_causal=True, cache=cache).numpy()]
         for t in range(4, 7):
             out, weights = mha(x[:, t:t + 1], is_causal=True, cache=cache, return_weights=True)
@@ -244,7 +244,7 @@ def test_kv_cache_prompt_then_tokens_and_weights():
 def test_kv_cache_is_preallocated_and_resets():
     rng = np.random.default_rng(11)
     mha = make_mha()
-    cache = KVCache(max_len=5)
+    cache = KVCache(context_length=5)
     with tl.no_grad():
         mha(tl.tensor(rng.standard_normal((2, 1, 8))), is_causal=True, cache=cache)
         keys = cache.keys
@@ -253,7 +253,7 @@ def test_kv_cache_is_preallocated_and_resets():
             mha(tl.tensor(rng.standard_normal((2, 1, 8))), is_causal=True, cache=cache)
         assert cache.keys is keys  # written in place: no copy of the past per token
         assert cache.length == 5
-        with pytest.raises(ValueError, match=r"KV cache full: 5 cached \+ 1 new positions > max_len = 5"):
+        with pytest.raises(ValueError, match=r"KV cache full: 5 cached \+ 1 new positions > context_length = 5"):
             mha(tl.tensor(rng.standard_normal((2, 1, 8))), is_causal=True, cache=cache)
         cache.reset()
         assert cache.length == 0 and cache.keys is None
@@ -270,7 +270,7 @@ def test_one_cache_per_layer():
         full = x
         for layer in layers:
             full = layer(full, is_causal=True)
-        caches = [KVCache(max_len=5) for _ in layers]
+        caches = [KVCache(context_length=5) for _ in layers]
         outs = []
         for t in range(5):
             h = x[:, t:t + 1]
@@ -297,7 +297,7 @@ def test_kv_cache_errors():
         with pytest.raises(ValueError, match=r"a 2-D mask is a key padding mask \(B, T_k\) = \(2, 2\)"):
             mha(x, cache=cache, mask=np.ones((2, 5), dtype=bool))
         assert cache.length == 1  # a rejected call leaves the cache as it was
-    with pytest.raises(ValueError, match=r"KVCache needs max_len >= 1"):
+    with pytest.raises(ValueError, match=r"KVCache needs context_length >= 1"):
         KVCache(0)
 
 

@@ -194,7 +194,7 @@ def test_layer_norm_module():
     no_bias = nn.LayerNorm(6, bias=False, dtype=np.float64)
     assert no_bias.bias is None and no_bias.num_parameters() == 6 and no_bias.weight.dtype == np.float64
     assert list(no_bias.state_dict()) == ["weight"]
-    assert repr(layer) == "LayerNorm(dim=6, eps=1e-06, bias=True)"
+    assert repr(layer) == "LayerNorm(d_model=6, eps=1e-06, bias=True)"
     x = tl.tensor(np.random.default_rng(8).standard_normal((3, 6)))
     np.testing.assert_allclose(layer(x).numpy(), numpy_layer_norm(x.numpy(), eps=1e-6), atol=1e-6)
 
@@ -209,7 +209,7 @@ def test_layer_norm_errors():
         F.layer_norm(tl.tensor(np.arange(6).reshape(2, 3)))
     with pytest.raises(ValueError, match="at least one axis, got a scalar"):
         F.layer_norm(tl.tensor(1.0))
-    with pytest.raises(ValueError, match=r"LayerNorm\(dim=4\) expected inputs \(\.\.\., C\) with C = 4, "
+    with pytest.raises(ValueError, match=r"LayerNorm\(d_model=4\) expected inputs \(\.\.\., C\) with C = 4, "
                                          r"got \(2, 5\)"):
         nn.LayerNorm(4)(x)
     with pytest.raises(ValueError, match="positive width C, got 0"):
@@ -553,7 +553,7 @@ def test_block_kv_cache_matches_the_full_causal_pass():
     x = rng.standard_normal((2, 6, 8))
     with tl.no_grad():
         full = block(tl.tensor(x), is_causal=True).numpy()
-        cache = nn.KVCache(max_len=6)
+        cache = nn.KVCache(context_length=6)
         steps = [block(tl.tensor(x[:, t:t + 1]), is_causal=True, cache=cache).numpy() for t in range(6)]
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-12, atol=1e-12)
 
@@ -615,7 +615,7 @@ def test_block_module_tree_and_names():
     assert "ln1.bias" not in nn.TransformerBlock(8, 2, bias=False).state_dict()
     text = repr(block)
     assert text.startswith("TransformerBlock(d_model=8, num_heads=2, d_ff=32, norm_first=True")
-    for part in ("(ln1): LayerNorm(dim=8", "(cross_attn): MultiHeadAttention",
+    for part in ("(ln1): LayerNorm(d_model=8", "(cross_attn): MultiHeadAttention",
                  "(fc2): Linear(in_features=32"):
         assert part in text
     encoder = nn.TransformerEncoder(2, 8, 2)

@@ -23,7 +23,7 @@ from tinyllm.sampling import filter_logits, sample_next
 
 pytestmark = pytest.mark.ch11
 
-TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+TINY = GPTConfig(vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16)
 
 
 @lru_cache(maxsize=None)
@@ -52,9 +52,9 @@ def numpy_softmax(z: np.ndarray) -> np.ndarray:
 
 def expected_gpt_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter of a GPT by name, written out from the architecture (no output matrix: it is tied)."""
-    V, T, C = config.vocab_size, config.block_size, config.n_embd
+    V, T, C = config.vocab_size, config.context_length, config.d_model
     shapes = {"wte.weight": (V, C), "wpe.weight": (T, C)}
-    for layer in range(config.n_layer):
+    for layer in range(config.num_layers):
         p = f"blocks.{layer}."
         linears = {"attn.q_proj": (C, C), "attn.k_proj": (C, C), "attn.v_proj": (C, C),
                    "attn.out_proj": (C, C), "ff.fc1": (C, 4 * C), "ff.fc2": (4 * C, C)}
@@ -76,7 +76,7 @@ def expected_gpt_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize("shape", [(11, 8, 2, 2, 16), (65, 64, 4, 4, 128), (7, 3, 1, 1, 4)])
 def test_parameter_count_closed_form_and_by_name(shape, bias):
     V, T, L, H, C = shape
-    config = GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=H, n_embd=C, bias=bias)
+    config = GPTConfig(vocab_size=V, context_length=T, num_layers=L, num_heads=H, d_model=C, bias=bias)
     model = GPT(config, rng=np.random.default_rng(0))
     by_name = {name: p.shape for name, p in model.named_parameters()}
     expected = expected_gpt_shapes(config)
@@ -94,7 +94,7 @@ def test_parameter_count_of_the_cpu_preset():
 
 def test_output_layer_is_the_token_embedding():
     model = GPT(TINY, rng=np.random.default_rng(0))
-    matrices = [p for p in model.parameters() if p.shape == (TINY.vocab_size, TINY.n_embd)]
+    matrices = [p for p in model.parameters() if p.shape == (TINY.vocab_size, TINY.d_model)]
     assert len(matrices) == 1 and matrices[0] is model.wte.weight
     # Changing the one matrix changes the input lookup and the output layer: logits = h W_te^T.
     ids = random_ids((2, 8))
@@ -112,7 +112,7 @@ def test_output_layer_is_the_token_embedding():
 # ========================================================================================================
 
 
-@given(batch=st.integers(1, 3), length=st.integers(1, TINY.block_size), data=st.data())
+@given(batch=st.integers(1, 3), length=st.integers(1, TINY.context_length), data=st.data())
 def test_logits_at_t_do_not_see_later_tokens(batch, length, data):
     """Changing every token after position t leaves the logits at positions <= t bit for bit unchanged."""
     t = data.draw(st.integers(0, length - 1), label="t")
@@ -130,7 +130,7 @@ def test_logits_at_t_do_not_see_later_tokens(batch, length, data):
 
 def test_loss_at_initialisation_is_log_vocabulary():
     """Logits of std about 0.02 sqrt(C) make softmax nearly uniform: loss ~ ln V (eq. 11.3)."""
-    config = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    config = GPTConfig(vocab_size=65, context_length=16, num_layers=2, num_heads=2, d_model=32)
     model = GPT(config, rng=np.random.default_rng(3))
     ids, targets = random_ids((8, 16), 4, 65), random_ids((8, 16), 5, 65)
     logits, loss = model(ids, targets)
@@ -176,7 +176,7 @@ def test_tied_matrix_gets_the_input_and_the_output_gradient():
         x = model.wpe(model.wte(ids))
         for block in model.blocks:
             x = block(x, is_causal=True)
-        h = model.ln_f(x).numpy().reshape(-1, TINY.n_embd)  # (N, C)
+        h = model.ln_f(x).numpy().reshape(-1, TINY.d_model)  # (N, C)
     logits = h @ model.wte.weight.numpy().T  # (N, V)
     d_logits = numpy_softmax(logits)
     d_logits[np.arange(len(h)), targets.reshape(-1)] -= 1
@@ -194,9 +194,9 @@ def test_tied_matrix_gets_the_input_and_the_output_gradient():
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_gpt2_initialisation(bias):
-    config = GPTConfig(vocab_size=256, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=bias)
+    config = GPTConfig(vocab_size=256, context_length=64, num_layers=4, num_heads=4, d_model=128, bias=bias)
     model = GPT(config, rng=np.random.default_rng(0))
-    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+    residual_std = 0.02 / math.sqrt(2 * config.num_layers)
     for name, p in model.named_parameters():
         values = p.numpy()
         if p.ndim == 2:
@@ -230,9 +230,9 @@ def test_initialisation_is_seeded():
 def test_too_long_input_is_a_clear_error():
     model = tiny_gpt()
     with pytest.raises(ValueError,
-                       match=r"sequence of 9 positions is longer than the context block_size = 8"):
+                       match=r"sequence of 9 positions is longer than the context context_length = 8"):
         model(random_ids((1, 9)))
-    model(random_ids((1, 8)))  # exactly block_size is fine
+    model(random_ids((1, 8)))  # exactly context_length is fine
 
 
 def test_bad_token_ids_are_clear_errors():
@@ -253,7 +253,7 @@ def test_bad_token_ids_are_clear_errors():
 
 
 def test_dropout_is_active_in_training_only():
-    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.5)
+    config = GPTConfig(vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5)
     model = GPT(config, rng=np.random.default_rng(0))
     ids = random_ids((2, 8))
     with tl.no_grad():
@@ -271,10 +271,10 @@ def test_dropout_is_active_in_training_only():
 
 def generate_by_definition(model: GPT, ids: np.ndarray, new: int, rng, temperature=1.0, top_k=None,
                            top_p=None) -> np.ndarray:
-    """The definition of generation: recompute the last block_size tokens every step, sample the last row."""
+    """The definition of generation: recompute the last context_length tokens every step, sample the last row."""
     with tl.no_grad():
         for _ in range(new):
-            logits = model(ids[:, -model.config.block_size:]).numpy()[:, -1, :]  # (B, V)
+            logits = model(ids[:, -model.config.context_length:]).numpy()[:, -1, :]  # (B, V)
             ids = np.concatenate([ids, sample_next(logits, rng, temperature, top_k, top_p)[:, None]], axis=1)
     return ids
 
@@ -283,7 +283,7 @@ def generate_by_definition(model: GPT, ids: np.ndarray, new: int, rng, temperatu
 @pytest.mark.parametrize("settings", [dict(temperature=0.0), dict(temperature=1.0),
                                       dict(temperature=0.7, top_k=4), dict(temperature=1.3, top_p=0.8)])
 def test_generate_with_and_without_cache_equals_the_definition(prompt_length, settings):
-    """Prompts shorter than, equal to and longer than the window; 12 new tokens run past block_size = 8."""
+    """Prompts shorter than, equal to and longer than the window; 12 new tokens run past context_length = 8."""
     model = tiny_gpt()
     prompt = random_ids((2, prompt_length), 10 + prompt_length)
     cached = model.generate(prompt, 12, rng=np.random.default_rng(42), use_cache=True, **settings)
@@ -299,12 +299,12 @@ def test_generate_with_and_without_cache_equals_the_definition(prompt_length, se
 def test_cached_logits_equal_full_recomputation(dtype, tolerance):
     """Feeding a prompt, then one token at a time through the KV caches, gives the full forward's logits."""
     model = GPT(TINY, rng=np.random.default_rng(2)).astype(dtype).eval()
-    ids = random_ids((3, TINY.block_size), 6)
+    ids = random_ids((3, TINY.context_length), 6)
     with tl.no_grad():
         full = model(ids).numpy()
-        caches = [KVCache(TINY.block_size) for _ in model.blocks]
+        caches = [KVCache(TINY.context_length) for _ in model.blocks]
         pieces = [model(ids[:, :3], caches=caches).numpy()]
-        for t in range(3, TINY.block_size):
+        for t in range(3, TINY.context_length):
             pieces.append(model(ids[:, t:t + 1], caches=caches).numpy())
         with pytest.raises(ValueError, match=r"sequence of 9 positions is longer than the context"):
             model(ids[:, :1], caches=caches)
@@ -335,7 +335,7 @@ def test_seeded_generation_is_reproducible():
 
 
 def test_generate_uses_eval_mode_and_restores_training_mode():
-    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.5)
+    config = GPTConfig(vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5)
     model = GPT(config, rng=np.random.default_rng(0))
     assert model.training
     prompt = random_ids((1, 3))

@@ -42,8 +42,8 @@ from tinyllm.tokenizers import CharTokenizer
 pytestmark = pytest.mark.ch11
 
 # vocab_size: the tokenizer's
-TINY_GPT = GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16)
-TINY_BERT = BERTConfig(vocab_size=1, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32)  # dropout 0.1
+TINY_GPT = GPTConfig(vocab_size=1, context_length=8, num_layers=2, num_heads=2, d_model=16)
+TINY_BERT = BERTConfig(vocab_size=1, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32)  # dropout 0.1
 
 
 @pytest.fixture(autouse=True)
@@ -436,7 +436,7 @@ def test_the_default_data_is_the_shakespeare_corpus(tmp_path):
 
 def test_language_model_task():
     ids = np.arange(40) % 7
-    task = LanguageModelTask(ids, ids[:12], batch_size=3, block_size=8)
+    task = LanguageModelTask(ids, ids[:12], batch_size=3, context_length=8)
     assert task.tokens_per_batch == 24
     x, y = task.batch("train", np.random.default_rng(0))
     assert x.shape == y.shape == (3, 8)
@@ -448,8 +448,8 @@ def test_language_model_task():
         losses = [model(*task.batch("val", rng))[1].item() for _ in range(3)]
     assert metrics["loss"] == pytest.approx(np.mean(losses), rel=1e-12)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-12)
-    with pytest.raises(ValueError, match=r"the val text has 9 tokens, fewer than block_size \+ 2 = 10"):
-        LanguageModelTask(ids, ids[:9], batch_size=3, block_size=8)
+    with pytest.raises(ValueError, match=r"the val text has 9 tokens, fewer than context_length \+ 2 = 10"):
+        LanguageModelTask(ids, ids[:9], batch_size=3, context_length=8)
 
 
 # ========================================================================================================
@@ -477,6 +477,16 @@ def test_checkpoint_errors(text_file, tmp_path):
     T.load_checkpoint(tmp_path / "run")[0].save(weights_only)  # Module.save: weights without the metadata
     with pytest.raises(CheckpointError, match=r"not a tinyllm training checkpoint"):
         T.load_checkpoint(weights_only)
+
+    # a run of tinyllm 0.1 (config fields n_embd, block_size, ...) is refused by name, for sample and resume
+    arrays, metadata = load_safetensors(tmp_path / "run" / T.CHECKPOINT_NAME)
+    old_config = {"vocab_size": 40, "block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16}
+    old = tmp_path / "old"
+    save_safetensors(old / T.CHECKPOINT_NAME, arrays, {**metadata, "format": "tinyllm-checkpoint-1",
+                                                       "model_config": json.dumps(old_config)})
+    for read in (T.load_checkpoint, T.saved_train_config):
+        with pytest.raises(CheckpointError, match=r"written by tinyllm 0\.1 .*n_embd.*train the model again"):
+            read(old)
 
 
 def test_resume_errors(text_file, tmp_path):
@@ -506,5 +516,5 @@ def test_bad_settings_are_clear_errors(text_file, tmp_path):
         quiet(gpt_config(tmp_path / "missing.txt", tmp_path / "c"))
     short = tmp_path / "short.txt"
     short.write_text("to be or not to be, that is the question\n" * 2)
-    with pytest.raises(ValueError, match=r"fewer than block_size \+ 2"):
+    with pytest.raises(ValueError, match=r"fewer than context_length \+ 2"):
         quiet(gpt_config(short, tmp_path / "d"))

@@ -21,8 +21,8 @@ from tinyllm.tokenizers import BPETokenizer
 
 pytestmark = pytest.mark.ch12
 
-TINY = BERTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32)
-TINY_NO_DROPOUT = BERTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32,
+TINY = BERTConfig(vocab_size=30, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32)
+TINY_NO_DROPOUT = BERTConfig(vocab_size=30, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32,
                              dropout=0.0)
 
 
@@ -69,10 +69,10 @@ numpy_erf = np.vectorize(math.erf)
 
 
 def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
-    V, T, S, C, F = config.vocab_size, config.block_size, config.type_vocab_size, config.n_embd, config.d_ff
+    V, T, S, C, F = config.vocab_size, config.context_length, config.type_vocab_size, config.d_model, config.d_ff
     shapes = {"mlm_bias": (V,), "tok_emb.weight": (V, C), "pos_emb.weight": (T, C), "seg_emb.weight": (S, C),
               "emb_ln.weight": (C,), "emb_ln.bias": (C,)}
-    for layer in range(config.n_layer):
+    for layer in range(config.num_layers):
         p = f"encoder.layers.{layer}."
         for norm in ("ln1", "ln2"):
             shapes[p + norm + ".weight"] = shapes[p + norm + ".bias"] = (C,)
@@ -86,8 +86,8 @@ def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=1,
-                                                     n_embd=4, d_ff=12, type_vocab_size=3)])
+@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, context_length=5, num_layers=1, num_heads=1,
+                                                     d_model=4, d_ff=12, type_vocab_size=3)])
 def test_parameter_count_closed_form_and_by_name(config):
     model = BERT(config, rng=np.random.default_rng(0))
     expected = expected_bert_shapes(config)
@@ -101,14 +101,14 @@ def test_parameter_count_of_bert_base():
     109,482,240 (the counts of the released checkpoint)."""
     config = BERT_PRESETS["bert-base"]
     assert bert_parameter_count(config) == 110_106_428
-    C, V = config.n_embd, config.vocab_size
+    C, V = config.d_model, config.vocab_size
     heads = (2 * C + 2) + (C * C + C + 2 * C + V)
     assert bert_parameter_count(config) - heads == 109_482_240
 
 
 def test_mlm_output_layer_is_the_token_embedding():
     model = tiny_bert()
-    matrices = [p for p in model.parameters() if p.shape == (TINY.vocab_size, TINY.n_embd)]
+    matrices = [p for p in model.parameters() if p.shape == (TINY.vocab_size, TINY.d_model)]
     assert len(matrices) == 1 and matrices[0] is model.tok_emb.weight
 
 
@@ -223,7 +223,7 @@ def test_gradcheck_of_mlm_plus_nsp_loss(name):
 
 def test_losses_at_initialisation():
     """Near-uniform heads: MLM loss ~ ln V, NSP loss ~ ln 2."""
-    config = BERTConfig(vocab_size=200, block_size=32, n_layer=2, n_head=2, n_embd=32, d_ff=64)
+    config = BERTConfig(vocab_size=200, context_length=32, num_layers=2, num_heads=2, d_model=32, d_ff=64)
     model = BERT(config, rng=np.random.default_rng(8)).eval()
     ids = random_ids((8, 32), 9, 200)
     with tl.no_grad():
@@ -235,7 +235,7 @@ def test_losses_at_initialisation():
 
 
 def test_initialisation():
-    config = BERTConfig(vocab_size=300, block_size=64, n_layer=2, n_head=4, n_embd=128, d_ff=512)
+    config = BERTConfig(vocab_size=300, context_length=64, num_layers=2, num_heads=4, d_model=128, d_ff=512)
     model = BERT(config, rng=np.random.default_rng(0))
     for name, p in model.named_parameters():
         values = p.numpy()
@@ -267,7 +267,7 @@ def test_dropout_acts_in_training_mode_only():
 
 def test_bad_inputs_are_clear_errors():
     model = tiny_bert()
-    with pytest.raises(ValueError, match=r"input of 17 tokens is longer than block_size = 16"):
+    with pytest.raises(ValueError, match=r"input of 17 tokens is longer than context_length = 16"):
         model(random_ids((1, 17)))
     with pytest.raises(ValueError, match=r"BERT expects token ids \(B, T\), got shape \(8,\)"):
         model(random_ids(8))
@@ -297,8 +297,8 @@ def task_and_model():
     text = synthetic_play(40)
     cut = int(0.9 * len(text))
     tokenizer = BPETokenizer.train(text[:cut], 300, special_tokens=BERT_SPECIAL_TOKENS)
-    task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, block_size=24)
-    config = BERTConfig(vocab_size=tokenizer.vocab_size, block_size=24, n_layer=1, n_head=2, n_embd=16,
+    task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, context_length=24)
+    config = BERTConfig(vocab_size=tokenizer.vocab_size, context_length=24, num_layers=1, num_heads=2, d_model=16,
                         d_ff=32)
     return task, BERT(config, rng=np.random.default_rng(0)).eval()
 

@@ -30,12 +30,12 @@ def test_tiny_run_prints_every_figure_and_one_json_line(capsys):
     assert printed == json.loads(json.dumps(figures))
     (row,) = printed["training"]
     config = bench.TINY_SETTINGS[0].config
-    assert row["tokens_per_step"] == bench.TINY_SETTINGS[0].batch_size * config.block_size
+    assert row["tokens_per_step"] == bench.TINY_SETTINGS[0].batch_size * config.context_length
     assert row["tinyllm_ms"] > 0 and row["tinyllm_gflops"] > 0
     assert row["tinyllm_tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["tinyllm_ms"] * 1e3,
                                                         rel=0.02)
     (gen,) = printed["generation"]
-    assert gen["new_tokens"] == config.block_size - 1 and gen["same_tokens"] is True
+    assert gen["new_tokens"] == config.context_length - 1 and gen["same_tokens"] is True
     if HAS_TORCH:
         assert row["max_loss_difference"] < 1e-4 and row["ratio_tinyllm_over_torch"] > 0
 
@@ -61,7 +61,7 @@ def test_op_timer_counts_every_product_of_a_step():
     with OpTimer() as timer:
         runner.step()
         runner.step()
-    L = setting.config.n_layer
+    L = setting.config.num_layers
     assert timer.calls[("MatMul", "forward")] == 2 * (6 * L + 1)
     assert timer.calls[("MatMul", "backward")] == timer.calls[("MatMul", "forward")]
     assert timer.calls[("ScaledDotProductAttention", "forward")] == 2 * L
@@ -70,8 +70,8 @@ def test_op_timer_counts_every_product_of_a_step():
 
 def test_flop_count_matches_the_products_the_model_computes(monkeypatch):
     """F = 2 N_mm + 4 L T C per token: count 2 M K N over the MatMul and attention products of a forward."""
-    config = GPTConfig(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8)
-    B, T = 3, config.block_size
+    config = GPTConfig(vocab_size=11, context_length=6, num_layers=2, num_heads=2, d_model=8)
+    B, T = 3, config.context_length
     counted = []
 
     def counting(original, products):

@@ -35,9 +35,9 @@ def tiny_presets():
                 checkpoint_interval=100)
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(GPT_PRESETS, "tiny",
-                      GPTConfig(vocab_size=1, block_size=8, n_layer=2, n_head=2, n_embd=16))
+                      GPTConfig(vocab_size=1, context_length=8, num_layers=2, num_heads=2, d_model=16))
         patch.setitem(BERT_PRESETS, "tiny-bert",
-                      BERTConfig(vocab_size=1, block_size=16, n_layer=2, n_head=2, n_embd=16, d_ff=32))
+                      BERTConfig(vocab_size=1, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32))
         patch.setitem(T.TRAIN_PRESETS, "shakespeare-char",
                       dataclasses.replace(T.TRAIN_PRESETS["shakespeare-char"], preset="tiny", **tiny))
         patch.setitem(T.TRAIN_PRESETS, "shakespeare-bert",
@@ -146,7 +146,7 @@ def test_train_file_errors(tmp_path, capsys):
     assert code == 2 and "tinyllm train: error: text file not found:" in err and "missing.txt" in err
     (tmp_path / "tiny.txt").write_text("too short\n")
     code, _, err = run(["train", "--data", tmp_path / "tiny.txt", "--out", tmp_path / "run"], capsys)
-    assert code == 2 and "fewer than block_size + 2" in err
+    assert code == 2 and "fewer than context_length + 2" in err
     code, _, err = run(["train", "--resume", "--data", tmp_path / "tiny.txt", "--out", tmp_path / "empty"],
                        capsys)
     assert code == 2 and f"no checkpoint at {tmp_path / 'empty' / 'checkpoint.safetensors'}" in err
@@ -193,7 +193,7 @@ def test_fill_errors(gpt_run, bert_run, tmp_path, capsys):
     code, _, err = run(["fill", "--checkpoint", tmp_path / "nowhere", "--text", "[MASK]"], capsys)
     assert code == 2 and "no checkpoint at" in err and str(tmp_path / "nowhere") in err
     code, _, err = run(["fill", "--checkpoint", bert_run, "--text", "the king [MASK] " * 10], capsys)
-    assert code == 2 and "longer than block_size = 16" in err
+    assert code == 2 and "longer than context_length = 16" in err
     code, _, err = run(["fill", "--checkpoint", bert_run], capsys)
     assert code == 2 and "the following arguments are required: --text" in err
 

@@ -69,7 +69,7 @@ class BenchSetting:
 
     name: str  # printed in the tables
     config: GPTConfig  # the model shape
-    batch_size: int  # B sequences of T = config.block_size tokens per step
+    batch_size: int  # B sequences of T = config.context_length tokens per step
     block: int  # steps per interleaved block (tinyllm, then PyTorch, then tinyllm ...)
     warmup: int  # untimed steps per framework before timing
     generation_repeats: int = 3  # generation runs with and without the cache (median)
@@ -83,9 +83,9 @@ SETTINGS = [
                  batch_size=12, block=2, warmup=2, generation_repeats=1),
 ]
 TINY_SETTINGS = [  # for tests: seconds, not minutes
-    BenchSetting("tiny-1", GPTConfig(block_size=8, n_layer=1, n_head=2, n_embd=16), batch_size=2, block=1,
+    BenchSetting("tiny-1", GPTConfig(context_length=8, num_layers=1, num_heads=2, d_model=16), batch_size=2, block=1,
                  warmup=1),
-    BenchSetting("tiny-2", GPTConfig(block_size=8, n_layer=2, n_head=2, n_embd=16), batch_size=2, block=1,
+    BenchSetting("tiny-2", GPTConfig(context_length=8, num_layers=2, num_heads=2, d_model=16), batch_size=2, block=1,
                  warmup=1),
 ]
 
@@ -97,12 +97,12 @@ TINY_SETTINGS = [  # for tests: seconds, not minutes
 
 def matmul_weights(config: GPTConfig) -> int:
     """N_mm = 12 L C^2 + V C: the weights that take part in matrix products."""
-    return 12 * config.n_layer * config.n_embd ** 2 + config.vocab_size * config.n_embd
+    return 12 * config.num_layers * config.d_model ** 2 + config.vocab_size * config.d_model
 
 
 def training_flops_per_token(config: GPTConfig) -> int:
     """3 F = 6 N_mm + 12 L T C: forward (2 N_mm + 4 L T C) and backward (twice the forward)."""
-    forward = 2 * matmul_weights(config) + 4 * config.n_layer * config.block_size * config.n_embd
+    forward = 2 * matmul_weights(config) + 4 * config.num_layers * config.context_length * config.d_model
     return 3 * forward
 
 
@@ -145,8 +145,8 @@ def torch_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 def random_task(config: GPTConfig, batch_size: int, seed: int = 0) -> LanguageModelTask:
     """Batches of random tokens: the speed of a step does not depend on which tokens it sees."""
-    stream = np.random.default_rng(seed).integers(0, config.vocab_size, 50_000 + config.block_size)
-    return LanguageModelTask(stream, stream[:config.block_size + 2], batch_size, config.block_size)
+    stream = np.random.default_rng(seed).integers(0, config.vocab_size, 50_000 + config.context_length)
+    return LanguageModelTask(stream, stream[:config.context_length + 2], batch_size, config.context_length)
 
 
 class TinyllmStep:
@@ -216,8 +216,8 @@ def interleaved_times(steps: dict[str, Callable[[], object]], count: int, block:
 
 
 def generation_times(model: GPT, repeats: int) -> dict[str, float]:
-    """ms per new token for ``block_size - 1`` tokens from a 1-token prompt, cached and not (interleaved)."""
-    new_tokens = model.config.block_size - 1
+    """ms per new token for ``context_length - 1`` tokens from a 1-token prompt, cached and not (interleaved)."""
+    new_tokens = model.config.context_length - 1
     prompt = np.zeros((1, 1), dtype=np.int64)  # (B, T0) = (1, 1)
     times: dict[bool, list[float]] = {True: [], False: []}
     outputs = {}
@@ -272,10 +272,10 @@ def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
     rows = []
     for result in results:
         setting = result["setting"]
-        tokens = setting.batch_size * setting.config.block_size
+        tokens = setting.batch_size * setting.config.context_length
         flops = training_flops_per_token(setting.config) * tokens
         row = {"model": setting.name, "parameters": result["parameters"], "batch_size": setting.batch_size,
-               "block_size": setting.config.block_size, "tokens_per_step": tokens,
+               "context_length": setting.config.context_length, "tokens_per_step": tokens,
                "gflop_per_step": round(flops / 1e9, 3)}
         for index, (name, seconds) in enumerate(result["seconds"].items()):
             key = "tinyllm" if name == "tinyllm" else "torch"
@@ -299,7 +299,7 @@ def print_training(results: list[dict], peak: float, steps: int) -> list[dict]:
 
 def print_generation(settings: list[BenchSetting]) -> list[dict]:
     """The KV-cache table; returns its rows."""
-    print("\ngeneration: block_size - 1 new tokens from a 1-token prompt, batch 1, ms per new token")
+    print("\ngeneration: context_length - 1 new tokens from a 1-token prompt, batch 1, ms per new token")
     print(f"{'model':<22}{'new':>6}{'runs':>6}{'KV cache':>10}{'no cache':>10}{'speed-up':>10}  same tokens")
     rows = []
     for setting in settings:

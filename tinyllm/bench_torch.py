@@ -51,7 +51,7 @@ class TorchStep:
 
         weights = {"wte": leaf(state["wte.weight"]), "wpe": leaf(state["wpe.weight"]),
                    "ln_f": leaf(state["ln_f.weight"])}
-        for i in range(self.config.n_layer):
+        for i in range(self.config.num_layers):
             p = f"blocks.{i}."
             qkv = np.concatenate([state[p + f"attn.{name}_proj.weight"] for name in "qkv"], axis=1)  # (C, 3C)
             weights.update({p + "ln1": leaf(state[p + "ln1.weight"]), p + "qkv": leaf(qkv),
@@ -64,9 +64,9 @@ class TorchStep:
     def loss(self, ids, targets):
         F, w = self.F, self.weights
         B, T = ids.shape
-        C, H = self.config.n_embd, self.config.n_head
+        C, H = self.config.d_model, self.config.num_heads
         x = F.embedding(ids, w["wte"]) + w["wpe"][:T]  # (B, T, C)
-        for i in range(self.config.n_layer):
+        for i in range(self.config.num_layers):
             p = f"blocks.{i}."
             q, k, v = (F.layer_norm(x, (C,), w[p + "ln1"]) @ w[p + "qkv"]).split(C, dim=2)  # 3 x (B, T, C)
             q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)

@@ -7,7 +7,7 @@ plain speaker/speech layout, split 90/10 into train and validation text, written
 and checked against a SHA-256 fixed here, so a wrong byte is an error rather than a silent change.
 
     train_text, val_text = load_corpus("shakespeare")      # ~0.88 MB, seven plays
-    x, y = get_batch(train_ids, batch_size=B, block_size=T, rng=rng)   # (B, T), (B, T)
+    x, y = get_batch(train_ids, batch_size=B, context_length=T, rng=rng)   # (B, T), (B, T)
 
 This module is pure NumPy and the standard library; it never imports the autograd engine.
 """
@@ -285,7 +285,7 @@ def load_text(path: str | os.PathLike, val_fraction: float = 0.1) -> tuple[str, 
 
 # ----------------------------------------------------------------------------- batches
 
-def get_batch(data: np.ndarray, batch_size: int, block_size: int,
+def get_batch(data: np.ndarray, batch_size: int, context_length: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random windows for next-token prediction: ``x = data[i:i+T]``, ``y = data[i+1:i+T+1]``.
 
@@ -295,11 +295,11 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int,
     data = np.asarray(data)
     if data.ndim != 1:
         raise ValueError(f"data must be a 1-D array of token ids, got shape {data.shape}")
-    if len(data) < block_size + 2:
-        raise ValueError(f"data has {len(data)} tokens; a block of T={block_size} needs at "
-                         f"least T + 2 = {block_size + 2}. Use a smaller block_size or more text.")
-    starts = rng.integers(0, len(data) - block_size - 1, batch_size)        # (B,)
-    index = starts[:, None] + np.arange(block_size)                         # (B, T)
+    if len(data) < context_length + 2:
+        raise ValueError(f"data has {len(data)} tokens; a block of T={context_length} needs at "
+                         f"least T + 2 = {context_length + 2}. Use a smaller context_length or more text.")
+    starts = rng.integers(0, len(data) - context_length - 1, batch_size)        # (B,)
+    index = starts[:, None] + np.arange(context_length)                         # (B, T)
     return data[index].astype(np.int64), data[index + 1].astype(np.int64)   # (B, T), (B, T)
 
 
@@ -362,13 +362,13 @@ class NSPBatch(NamedTuple):
     nsp_labels: np.ndarray      # (B,) int64: 0 = IsNext, 1 = NotNext (BERT's convention)
 
 
-def nsp_pairs(segments: Sequence[Sequence[int]], batch_size: int, block_size: int, *,
+def nsp_pairs(segments: Sequence[Sequence[int]], batch_size: int, context_length: int, *,
               cls_id: int, sep_id: int, pad_id: int, rng: np.random.Generator) -> NSPBatch:
     """Sample ``batch_size`` sentence pairs from consecutive ``segments`` for BERT's NSP task.
 
     For a random segment ``A = segments[i]``, ``B`` is ``segments[i + 1]`` with probability 1/2
     (label 0, IsNext), else a random segment other than ``segments[i + 1]`` (label 1, NotNext).
-    A pair longer than ``T - 3`` (``T = block_size``) is cut at the end of the longer segment:
+    A pair longer than ``T - 3`` (``T = context_length``) is cut at the end of the longer segment:
     A keeps ``max((T - 3) // 2, T - 3 - len(B))`` tokens at most, B the rest. Rows are padded to
     ``T`` with ``pad_id``.
     """
@@ -376,18 +376,18 @@ def nsp_pairs(segments: Sequence[Sequence[int]], batch_size: int, block_size: in
         raise ValueError(f"need at least 2 segments to form pairs, got {len(segments)}")
     if any(len(segment) == 0 for segment in segments):
         raise ValueError("segments must be non-empty lists of token ids")
-    if block_size < 5:
-        raise ValueError(f"block_size must be at least 5 ([CLS] a [SEP] b [SEP]), got {block_size}")
+    if context_length < 5:
+        raise ValueError(f"context_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {context_length}")
     first = rng.integers(0, len(segments) - 1, batch_size)        # (B,) A = segments[first]
     is_next = rng.random(batch_size) < 0.5                        # (B,)
     other = rng.integers(0, len(segments) - 1, batch_size)        # (B,) uniform, skipping first+1
     other = other + (other >= first + 1)
     second = np.where(is_next, first + 1, other)                  # (B,) B = segments[second]
 
-    input_ids = np.full((batch_size, block_size), pad_id, dtype=np.int64)   # (B, T)
-    segment_ids = np.zeros((batch_size, block_size), dtype=np.int64)        # (B, T)
-    attention_mask = np.zeros((batch_size, block_size), dtype=bool)         # (B, T)
-    budget = block_size - 3                                       # room for A and B together
+    input_ids = np.full((batch_size, context_length), pad_id, dtype=np.int64)   # (B, T)
+    segment_ids = np.zeros((batch_size, context_length), dtype=np.int64)        # (B, T)
+    attention_mask = np.zeros((batch_size, context_length), dtype=bool)         # (B, T)
+    budget = context_length - 3                                       # room for A and B together
     for row in range(batch_size):
         a, b = segments[first[row]], segments[second[row]]
         a = a[:max(budget // 2, budget - len(b))]                 # a long A yields first ...

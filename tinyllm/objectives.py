@@ -28,22 +28,22 @@ BERT_SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 class LanguageModelTask:
     """Next-token prediction on one long stream of token ids per split."""
 
-    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, block_size: int):
+    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, batch_size: int, context_length: int):
         self.ids = {"train": train_ids, "val": val_ids}
-        self.batch_size, self.block_size = batch_size, block_size
+        self.batch_size, self.context_length = batch_size, context_length
         for split, ids in self.ids.items():
-            if len(ids) < block_size + 2:
+            if len(ids) < context_length + 2:
                 raise ValueError(
-                    f"the {split} text has {len(ids)} tokens, fewer than block_size + 2 = {block_size + 2}: "
+                    f"the {split} text has {len(ids)} tokens, fewer than context_length + 2 = {context_length + 2}: "
                     "use more text or a smaller context"
                 )
 
     @property
     def tokens_per_batch(self) -> int:
-        return self.batch_size * self.block_size
+        return self.batch_size * self.context_length
 
     def batch(self, split: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return get_batch(self.ids[split], self.batch_size, self.block_size, rng)  # (B, T), (B, T)
+        return get_batch(self.ids[split], self.batch_size, self.context_length, rng)  # (B, T), (B, T)
 
     def loss(self, model: Module, batch) -> Tensor:
         x, y = batch
@@ -72,13 +72,13 @@ class MaskedLMTask:
     """BERT pretraining: masked-language modelling plus next-sentence prediction on consecutive segments."""
 
     def __init__(self, tokenizer: BPETokenizer, train_text: str, val_text: str, batch_size: int,
-                 block_size: int, mask_prob: float = 0.15):
+                 context_length: int, mask_prob: float = 0.15):
         missing = [s for s in BERT_SPECIAL_TOKENS if s not in tokenizer.special_tokens]
         if missing:
             raise ValueError(f"the BERT task needs a tokenizer with special tokens {missing}")
         self.tokenizer = tokenizer
         self.special = {name: tokenizer.special_tokens[name] for name in BERT_SPECIAL_TOKENS}
-        self.batch_size, self.block_size, self.mask_prob = batch_size, block_size, mask_prob
+        self.batch_size, self.context_length, self.mask_prob = batch_size, context_length, mask_prob
         self.segments = {
             split: [tokenizer.encode(s, allowed_special=False) for s in text_segments(text)]
             for split, text in (("train", train_text), ("val", val_text))
@@ -92,10 +92,10 @@ class MaskedLMTask:
 
     @property
     def tokens_per_batch(self) -> int:
-        return self.batch_size * self.block_size
+        return self.batch_size * self.context_length
 
     def batch(self, split: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        pairs = nsp_pairs(self.segments[split], self.batch_size, self.block_size,
+        pairs = nsp_pairs(self.segments[split], self.batch_size, self.context_length,
                           cls_id=self.special["[CLS]"], sep_id=self.special["[SEP]"],
                           pad_id=self.special["[PAD]"], rng=rng)
         inputs, labels = mask_tokens(pairs.input_ids, self.special["[MASK]"], self.tokenizer.vocab_size,

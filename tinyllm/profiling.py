@@ -118,9 +118,9 @@ def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: i
     print(f"  {'outside ops, backward':<39}{'':>12}{outside_backward:>13.2f}{outside_backward:>10.2f}"
           f"{outside_backward / total:>8.1%}   (graph walk, unbroadcast, gradient sums)")
 
-    tokens = setting.batch_size * setting.config.block_size
+    tokens = setting.batch_size * setting.config.context_length
     matmul_flops = 6 * matmul_weights(setting.config) * tokens
-    attention_flops = 12 * setting.config.n_layer * setting.config.block_size * setting.config.n_embd * tokens
+    attention_flops = 12 * setting.config.num_layers * setting.config.context_length * setting.config.d_model * tokens
     rates = {}
     for name, flops in (("MatMul", matmul_flops), ("ScaledDotProductAttention", attention_flops)):
         if name in op_ms:

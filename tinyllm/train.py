@@ -33,7 +33,8 @@ from tinyllm.runtime import keep_freed_memory
 from tinyllm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
-CHECKPOINT_FORMAT = "tinyllm-checkpoint-1"
+CHECKPOINT_FORMAT = "tinyllm-checkpoint-2"  # 2: configs use the README's names (d_model, num_heads, ...)
+OLD_FORMATS = {"tinyllm-checkpoint-1": "tinyllm 0.1 (config fields n_embd, n_head, n_layer, block_size)"}
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ def build_task(config: TrainConfig, tokenizer, shape, train_text: str, val_text:
     if config.model == "gpt":
         train_ids = np.array(tokenizer.encode(train_text), dtype=np.int64)
         val_ids = np.array(tokenizer.encode(val_text), dtype=np.int64)
-        return LanguageModelTask(train_ids, val_ids, config.batch_size, shape.block_size)
-    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.block_size,
+        return LanguageModelTask(train_ids, val_ids, config.batch_size, shape.context_length)
+    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.context_length,
                         config.mask_prob)
 
 
@@ -155,10 +156,21 @@ def save_checkpoint(path: Path, config: TrainConfig, shape, tokenizer, model: Mo
     save_safetensors(path, arrays, metadata)
 
 
+def _refuse_old_format(path: Path, metadata: dict[str, str]) -> None:
+    """A checkpoint of an earlier tinyllm gets an error that says so, not a confusing missing-field one."""
+    old = OLD_FORMATS.get(metadata.get("format", ""))
+    if old is not None:
+        raise CheckpointError(
+            f"{path} was written by {old}; this tinyllm reads {CHECKPOINT_FORMAT} only: train the "
+            "model again with this version, or read the file with the tinyllm that wrote it"
+        )
+
+
 def saved_train_config(out_dir: str | Path) -> TrainConfig:
     """The settings the run in ``out_dir`` was started with, read from its checkpoint (for --resume)."""
     path = Path(out_dir) / CHECKPOINT_NAME
     _, metadata = load_safetensors(path)
+    _refuse_old_format(path, metadata)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a tinyllm training checkpoint, so there is no run to resume")
     return TrainConfig(**json.loads(metadata["train_config"]))
@@ -170,6 +182,7 @@ def load_checkpoint(path: str | Path):
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     arrays, metadata = load_safetensors(path)
+    _refuse_old_format(path, metadata)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is a safetensors file but not a tinyllm training checkpoint (no '{CHECKPOINT_FORMAT}' "

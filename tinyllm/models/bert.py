@@ -36,10 +36,10 @@ class BERTConfig:
     """The shape of a BERT. ``vocab_size`` comes from the tokenizer."""
 
     vocab_size: int = 2000  # V: BPE vocabulary including [PAD] [CLS] [SEP] [MASK]
-    block_size: int = 64  # longest input, [CLS] A [SEP] B [SEP] (number of learned positions)
-    n_layer: int = 4  # L: encoder blocks
-    n_head: int = 4  # H: attention heads per block
-    n_embd: int = 128  # C: model width (BERT-base: 768)
+    context_length: int = 64  # longest input, [CLS] A [SEP] B [SEP] (number of learned positions)
+    num_layers: int = 4  # L: encoder blocks
+    num_heads: int = 4  # H: attention heads per block
+    d_model: int = 128  # C: model width (BERT-base: 768)
     d_ff: int = 512  # feed-forward width, 4 C
     type_vocab_size: int = 2  # segment ids: 0 for sentence A, 1 for sentence B
     dropout: float = 0.1  # BERT's dropout on embeddings, attention weights and residual branches
@@ -50,15 +50,15 @@ BERT_PRESETS = {
     # a small BERT that pretrains on the Shakespeare corpus in minutes on a laptop CPU
     "shakespeare-bert": BERTConfig(),
     # BERT-base's shape (Devlin et al. 2019): 110M parameters with V = 30522
-    "bert-base": BERTConfig(vocab_size=30522, block_size=512, n_layer=12, n_head=12, n_embd=768, d_ff=3072),
+    "bert-base": BERTConfig(vocab_size=30522, context_length=512, num_layers=12, num_heads=12, d_model=768, d_ff=3072),
 }
 
 
 def bert_parameter_count(config: BERTConfig) -> int:
     """Closed form (eq. 12.5): embeddings (V + T + 2) C + 2 C; per block 4 (C^2 + C) + 2 C d_ff + d_ff + C
     + 4 C; pooler C^2 + C; NSP 2 C + 2; MLM head C^2 + C + 2 C + V (its output matrix is the tied W_te)."""
-    V, T, S, C, F, L = (config.vocab_size, config.block_size, config.type_vocab_size, config.n_embd,
-                        config.d_ff, config.n_layer)
+    V, T, S, C, F, L = (config.vocab_size, config.context_length, config.type_vocab_size, config.d_model,
+                        config.d_ff, config.num_layers)
     embeddings = (V + T + S) * C + 2 * C
     block = 4 * (C * C + C) + 2 * C * F + F + C + 4 * C
     return embeddings + L * block + (C * C + C) + (2 * C + 2) + (C * C + C + 2 * C + V)
@@ -70,13 +70,13 @@ class BERT(Module):
     def __init__(self, config: BERTConfig, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
         rng = rng or default_rng()
         self.config = config
-        C = config.n_embd
+        C = config.d_model
         self.tok_emb = Embedding(config.vocab_size, C, rng=rng, dtype=dtype)
-        self.pos_emb = LearnedPositionalEmbedding(config.block_size, C, rng=rng, dtype=dtype)
+        self.pos_emb = LearnedPositionalEmbedding(config.context_length, C, rng=rng, dtype=dtype)
         self.seg_emb = Embedding(config.type_vocab_size, C, rng=rng, dtype=dtype)
         self.emb_ln = LayerNorm(C, eps=config.eps, dtype=dtype)
         self.emb_drop = Dropout(config.dropout, rng=np.random.default_rng(int(rng.integers(2**63))))
-        self.encoder = TransformerEncoder(config.n_layer, C, config.n_head, d_ff=config.d_ff,
+        self.encoder = TransformerEncoder(config.num_layers, C, config.num_heads, d_ff=config.d_ff,
                                           dropout=config.dropout, norm_first=False, eps=config.eps,
                                           rng=rng, dtype=dtype)
         self.pooler = Linear(C, C, rng=rng, dtype=dtype)
@@ -100,9 +100,9 @@ class BERT(Module):
         ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"BERT expects token ids (B, T), got shape {ids.shape}")
-        if ids.shape[1] > self.config.block_size:
+        if ids.shape[1] > self.config.context_length:
             raise ValueError(
-                f"input of {ids.shape[1]} tokens is longer than block_size = {self.config.block_size}"
+                f"input of {ids.shape[1]} tokens is longer than context_length = {self.config.context_length}"
             )
         segment_ids = np.zeros_like(ids) if segment_ids is None else segment_ids
         if np.shape(segment_ids) != ids.shape:
@@ -137,4 +137,4 @@ class BERT(Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"V={c.vocab_size}, T={c.block_size}, L={c.n_layer}, H={c.n_head}, C={c.n_embd}"
+        return f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, C={c.d_model}"

@@ -39,10 +39,10 @@ class GPTConfig:
     """The shape of a GPT. ``vocab_size`` comes from the tokenizer."""
 
     vocab_size: int = 70  # V: number of distinct tokens (the 70 characters of our Shakespeare corpus)
-    block_size: int = 64  # longest context the model sees (number of learned positions)
-    n_layer: int = 4  # L: Transformer blocks
-    n_head: int = 4  # H: attention heads per block
-    n_embd: int = 128  # C: model width; each head has D = C / H
+    context_length: int = 64  # longest context the model sees (number of learned positions)
+    num_layers: int = 4  # L: Transformer blocks
+    num_heads: int = 4  # H: attention heads per block
+    d_model: int = 128  # C: model width; each head has D = C / H
     dropout: float = 0.0  # on embeddings, attention weights and residual branches during training
     bias: bool = False  # biases in Linear layers and LayerNorms (GPT-2 has them; nanoGPT's CPU recipe not)
     activation: str = "gelu"  # exact GELU; "gelu_tanh" is GPT-2's approximation
@@ -50,16 +50,16 @@ class GPTConfig:
 
 GPT_PRESETS = {
     # nanoGPT's CPU recipe for character-level Shakespeare (trains in minutes on a laptop CPU)
-    "shakespeare-char": GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128),
+    "shakespeare-char": GPTConfig(context_length=64, num_layers=4, num_heads=4, d_model=128),
     # nanoGPT's GPU recipe for the same data: 10.7M parameters, for a GPU or a patient CPU
-    "shakespeare-char-large": GPTConfig(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+    "shakespeare-char-large": GPTConfig(context_length=256, num_layers=6, num_heads=6, d_model=384, dropout=0.2),
 }
 
 
 def gpt_parameter_count(config: GPTConfig) -> int:
     """Closed form (eq. 11.7): V C + T C + L (12 C^2 + 2 C) + C without biases; with biases add
     L (13 C) + C (attention 4 C, feed-forward 4 C + C, two LayerNorm shifts 2 C, final shift C)."""
-    V, T, L, C = config.vocab_size, config.block_size, config.n_layer, config.n_embd
+    V, T, L, C = config.vocab_size, config.context_length, config.num_layers, config.d_model
     count = V * C + T * C + L * (12 * C * C + 2 * C) + C
     if config.bias:
         count += L * (4 * C + 5 * C + 2 * C) + C
@@ -72,14 +72,14 @@ class GPT(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
         rng = rng or default_rng()
         self.config = config
-        C = config.n_embd
+        C = config.d_model
         self.wte = Embedding(config.vocab_size, C, rng=rng, dtype=dtype)
-        self.wpe = LearnedPositionalEmbedding(config.block_size, C, rng=rng, dtype=dtype)
+        self.wpe = LearnedPositionalEmbedding(config.context_length, C, rng=rng, dtype=dtype)
         self.drop = Dropout(config.dropout, rng=np.random.default_rng(int(rng.integers(2**63))))
         self.blocks = [
-            TransformerBlock(C, config.n_head, d_ff=4 * C, dropout=config.dropout, norm_first=True,
+            TransformerBlock(C, config.num_heads, d_ff=4 * C, dropout=config.dropout, norm_first=True,
                              bias=config.bias, activation=config.activation, rng=rng, dtype=dtype)
-            for _ in range(config.n_layer)
+            for _ in range(config.num_layers)
         ]
         self.ln_f = LayerNorm(C, bias=config.bias, dtype=dtype)
         self._init_weights(rng)
@@ -87,7 +87,7 @@ class GPT(Module):
     def _init_weights(self, rng: np.random.Generator) -> None:
         """GPT-2 initialisation (eq. 11.6): matrices N(0, 0.02^2), residual projections scaled by
         1/sqrt(2L)."""
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
         for name, p in self.named_parameters():
             if p.ndim == 2:
                 std = residual_std if name.endswith(("attn.out_proj.weight", "ff.fc2.weight")) else 0.02
@@ -107,10 +107,10 @@ class GPT(Module):
                              "for one sequence use ids[None]")
         offset = caches[0].length if caches else 0
         T = ids.shape[1]
-        if offset + T > self.config.block_size:
+        if offset + T > self.config.context_length:
             raise ValueError(
-                f"sequence of {offset + T} positions is longer than the context block_size = "
-                f"{self.config.block_size}; crop the input to its last {self.config.block_size} tokens"
+                f"sequence of {offset + T} positions is longer than the context context_length = "
+                f"{self.config.context_length}; crop the input to its last {self.config.context_length} tokens"
             )
         x = self.wte(ids)  # (B, T, C)
         x = self.drop(self.wpe(x, offset=offset))  # (B, T, C)
@@ -127,7 +127,7 @@ class GPT(Module):
                  use_cache: bool = True) -> np.ndarray:
         """Continue each row of ``ids`` (B, T0) by ``max_new_tokens`` sampled tokens; returns (B, T0 + new).
 
-        The model sees at most ``block_size`` tokens: beyond that the window slides. With ``use_cache`` the
+        The model sees at most ``context_length`` tokens: beyond that the window slides. With ``use_cache`` the
         keys and values of the window are kept (:class:`KVCache`) so each new token costs one position, not
         the whole window; the result is identical to ``use_cache=False``. Learned absolute positions mean a
         slid window must be recomputed from scratch, so the cache helps while the text fits the window.
@@ -145,7 +145,7 @@ class GPT(Module):
         return ids
 
     def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache) -> np.ndarray:
-        window, caches = self.config.block_size, None
+        window, caches = self.config.context_length, None
         with no_grad():
             for _ in range(max_new_tokens):
                 if use_cache and ids.shape[1] <= window:
@@ -163,4 +163,4 @@ class GPT(Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"V={c.vocab_size}, T={c.block_size}, L={c.n_layer}, H={c.n_head}, C={c.n_embd}"
+        return f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, C={c.d_model}"

@@ -57,7 +57,7 @@ class EmbeddingFunction(Function):
         self.ids = ids  # integer array (any shape), already checked to lie in [0, V)
 
     def forward(self, weight):
-        self.num_embeddings = weight.shape[0]
+        self.vocab_size = weight.shape[0]
         return get_array_module(weight).take(weight, self.ids, axis=0)  # ids.shape + (C,)
 
     def backward(self, grad):
@@ -65,7 +65,7 @@ class EmbeddingFunction(Function):
         width = grad.shape[-1]
         grad_rows = grad.reshape(-1, width)  # (N, C), N = number of ids
         ids = self.ids.reshape(-1)  # (N,)
-        grad_weight = xp.zeros((self.num_embeddings, width), dtype=grad.dtype)  # (V, C)
+        grad_weight = xp.zeros((self.vocab_size, width), dtype=grad.dtype)  # (V, C)
         if xp is np:
             cells = (ids[:, None] * width + np.arange(width)).reshape(-1)  # (N * C,) flat index into (V, C)
             np.add.at(grad_weight.reshape(-1), cells, grad_rows.reshape(-1))
@@ -80,8 +80,8 @@ def _position_text(flat_index: int, shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(int(i)) for i in position) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_token_ids(ids, num_embeddings: int, device: str = "cpu", name: str = "embedding"):
-    """Token ids as an integer array of any shape on ``device``, checked to lie in [0, num_embeddings).
+def check_token_ids(ids, vocab_size: int, device: str = "cpu", name: str = "embedding"):
+    """Token ids as an integer array of any shape on ``device``, checked to lie in [0, vocab_size).
 
     Accepts an integer NumPy/CuPy array, an integer Tensor, or a (nested) list of ints. Float or boolean ids
     and ids out of range raise errors that name the bad id, its position and V.
@@ -98,14 +98,14 @@ def check_token_ids(ids, num_embeddings: int, device: str = "cpu", name: str = "
     ids = to_device(ids, device)
     if ids.size:
         low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= num_embeddings:
+        if low < 0 or high >= vocab_size:
             bad_value = low if low < 0 else high
             flat_index = int(to_numpy((ids == bad_value).reshape(-1).argmax()))
             raise IndexError(
                 f"{name}: token id {bad_value} "
                 f"at position {_position_text(flat_index, ids.shape)} of the ids "
-                f"(shape {tuple(ids.shape)}) is out of range for a table of V={num_embeddings} rows; "
-                f"valid ids are 0..{num_embeddings - 1}"
+                f"(shape {tuple(ids.shape)}) is out of range for a table of V={vocab_size} rows; "
+                f"valid ids are 0..{vocab_size - 1}"
             )
     return ids.astype(np.intp, copy=False)
 
@@ -132,26 +132,26 @@ def embedding(ids, weight: Tensor) -> Tensor:
 
 
 class Embedding(Module):
-    """A table of ``num_embeddings`` learned vectors of width ``embedding_dim``: ids (B, T) -> (B, T, C).
+    """A table of ``vocab_size`` learned vectors of width ``d_model``: ids (B, T) -> (B, T, C).
 
     ``weight`` (V, C) starts as N(0, 1) entries, PyTorch's default for ``nn.Embedding``: a lookup feeds no
     sum of many inputs, so there is no fan-in to scale by. Models rescale it to their own needs (GPT-2 and
     BERT re-initialise their tables to N(0, 0.02^2)). It holds V * C parameters (eq. 4.6).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, rng: np.random.Generator | None = None,
+    def __init__(self, vocab_size: int, d_model: int, rng: np.random.Generator | None = None,
                  dtype=DEFAULT_DTYPE):
-        if num_embeddings < 1 or embedding_dim < 1:
+        if vocab_size < 1 or d_model < 1:
             raise ValueError(
-                f"Embedding needs num_embeddings >= 1 and embedding_dim >= 1, got ({num_embeddings}, "
-                f"{embedding_dim})"
+                f"Embedding needs vocab_size >= 1 and d_model >= 1, got ({vocab_size}, "
+                f"{d_model})"
             )
         rng = rng or default_rng()
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)).astype(dtype))  # (V, C)
+        self.vocab_size, self.d_model = vocab_size, d_model
+        self.weight = Parameter(rng.standard_normal((vocab_size, d_model)).astype(dtype))  # (V, C)
 
     def forward(self, ids) -> Tensor:
         return embedding(ids, self.weight)  # ids.shape + (C,)
 
     def extra_repr(self) -> str:
-        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+        return f"vocab_size={self.vocab_size}, d_model={self.d_model}"

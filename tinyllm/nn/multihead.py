@@ -20,20 +20,20 @@ from tinyllm.tensor import DEFAULT_DTYPE, Tensor, is_grad_enabled
 class KVCache:
     """Keys and values that one attention layer has computed so far, for generation (chapter 07).
 
-    ``keys`` (B, H, max_len, D) and ``values`` (B, H, max_len, D_v) are plain arrays (no graph: generation
+    ``keys`` (B, H, context_length, D) and ``values`` (B, H, context_length, D_v) are plain arrays (no graph: generation
     runs under ``tl.no_grad()``), allocated at the first :meth:`append`; ``length`` counts the filled
     positions.
-    Preallocating ``max_len`` positions makes each step copy only the new entries (O(T) work per token),
+    Preallocating ``context_length`` positions makes each step copy only the new entries (O(T) work per token),
     where concatenating would copy the whole past every step (O(T^2) over a sequence).
 
-    A model with L layers keeps one cache per layer, ``caches = [KVCache(max_len) for _ in range(L)]``, and
+    A model with L layers keeps one cache per layer, ``caches = [KVCache(context_length) for _ in range(L)]``, and
     passes ``cache=caches[l]`` to layer l's attention. :meth:`reset` empties a cache for a new sequence.
     """
 
-    def __init__(self, max_len: int):
-        if max_len < 1:
-            raise ValueError(f"KVCache needs max_len >= 1 (the longest sequence to generate), got {max_len}")
-        self.max_len = max_len
+    def __init__(self, context_length: int):
+        if context_length < 1:
+            raise ValueError(f"KVCache needs context_length >= 1 (the longest sequence to generate), got {context_length}")
+        self.context_length = context_length
         self.keys = None
         self.values = None
         self.length = 0
@@ -43,8 +43,8 @@ class KVCache:
         B, H, T_new, D = keys.shape
         if self.keys is None:
             xp = get_array_module(keys)
-            self.keys = xp.empty((B, H, self.max_len, D), dtype=keys.dtype)  # (B, H, max_len, D)
-            self.values = xp.empty((B, H, self.max_len, values.shape[-1]), dtype=values.dtype)
+            self.keys = xp.empty((B, H, self.context_length, D), dtype=keys.dtype)  # (B, H, context_length, D)
+            self.values = xp.empty((B, H, self.context_length, values.shape[-1]), dtype=values.dtype)
         cached = (self.keys.shape[:2], self.keys.shape[-1], self.values.shape[-1])
         if cached != ((B, H), D, values.shape[-1]) or values.shape[:3] != (B, H, T_new):
             raise ValueError(
@@ -54,10 +54,10 @@ class KVCache:
                 "call reset() before caching another batch"
             )
         end = self.length + T_new
-        if end > self.max_len:
+        if end > self.context_length:
             raise ValueError(
-                f"KV cache full: {self.length} cached + {T_new} new positions > max_len = {self.max_len}; "
-                "create KVCache(max_len) with the longest sequence (the context length), or reset() it"
+                f"KV cache full: {self.length} cached + {T_new} new positions > context_length = {self.context_length}; "
+                "create KVCache(context_length) with the longest sequence (the context length), or reset() it"
             )
         self.keys[:, :, self.length:end] = keys
         self.values[:, :, self.length:end] = values
@@ -70,7 +70,7 @@ class KVCache:
         self.length = 0
 
     def __repr__(self) -> str:
-        return f"KVCache(length={self.length}, max_len={self.max_len})"
+        return f"KVCache(length={self.length}, context_length={self.context_length})"
 
 
 class MultiHeadAttention(Module):

@@ -124,25 +124,25 @@ def layer_norm_composed(x: Tensor, weight: Tensor | None = None, bias: Tensor | 
 
 
 class LayerNorm(Module):
-    """LayerNorm over the last axis of width ``dim``: ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+    """LayerNorm over the last axis of width ``d_model``: ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
 
     ``bias=False`` leaves ``bias = None`` (a scale but no shift). At initialisation the layer is the plain
     standardisation x_hat of eq. 8.3.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, dtype=DEFAULT_DTYPE):
-        if dim < 1:
-            raise ValueError(f"LayerNorm dim must be a positive width C, got {dim}")
-        self.dim, self.eps = dim, eps
-        self.weight = Parameter(np.ones(dim, dtype=dtype))
-        self.bias = Parameter(np.zeros(dim, dtype=dtype)) if bias else None
+    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, dtype=DEFAULT_DTYPE):
+        if d_model < 1:
+            raise ValueError(f"LayerNorm d_model must be a positive width C, got {d_model}")
+        self.dim, self.eps = d_model, eps
+        self.weight = Parameter(np.ones(d_model, dtype=dtype))
+        self.bias = Parameter(np.zeros(d_model, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
-                f"LayerNorm(dim={self.dim}) expected inputs (..., C) with C = {self.dim}, got {x.shape}"
+                f"LayerNorm(d_model={self.dim}) expected inputs (..., C) with C = {self.dim}, got {x.shape}"
             )
         return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, eps={self.eps}, bias={self.bias is not None}"
+        return f"d_model={self.dim}, eps={self.eps}, bias={self.bias is not None}"

@@ -24,17 +24,17 @@ from tinyllm.nn.module import Module, Parameter
 from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
 
 
-def _check_positions(name: str, x: Tensor, dim: int, offset: int, max_len: int, layout: str) -> int:
-    """Check that x is (..., T, dim) and that positions offset .. offset+T-1 exist; return T."""
-    if x.ndim < 2 or x.shape[-1] != dim:
-        raise ValueError(f"{name} expected inputs {layout} with the last axis {dim}, got {x.shape}")
+def _check_positions(name: str, x: Tensor, d_model: int, offset: int, context_length: int, layout: str) -> int:
+    """Check that x is (..., T, d_model) and that positions offset .. offset+T-1 exist; return T."""
+    if x.ndim < 2 or x.shape[-1] != d_model:
+        raise ValueError(f"{name} expected inputs {layout} with the last axis {d_model}, got {x.shape}")
     if not isinstance(offset, (int, np.integer)) or offset < 0:
         raise ValueError(f"{name} offset must be a non-negative integer (the first position), got {offset!r}")
     length = x.shape[-2]
-    if offset + length > max_len:
+    if offset + length > context_length:
         raise ValueError(
             f"{name}: T={length} tokens at offset {offset} need positions up to {offset + length - 1}, "
-            f"but the table has max_len={max_len} (positions 0..{max_len - 1}); build it with max_len >= "
+            f"but the table has context_length={context_length} (positions 0..{context_length - 1}); build it with context_length >= "
             f"{offset + length} or feed shorter sequences"
         )
     return length
@@ -53,50 +53,50 @@ def _on_device_of(cache: dict, tables: tuple[np.ndarray, ...], like) -> tuple:
 # --------------------------------------------------------------------------------------------------------
 
 
-def sinusoidal_table(max_len: int, dim: int, base: float = 10000.0) -> np.ndarray:
-    """The (max_len, dim) float64 table PE[pos, 2i] = sin(pos w_i), PE[pos, 2i+1] = cos(pos w_i)   (eq. 5.2)
+def sinusoidal_table(context_length: int, d_model: int, base: float = 10000.0) -> np.ndarray:
+    """The (context_length, d_model) float64 table PE[pos, 2i] = sin(pos w_i), PE[pos, 2i+1] = cos(pos w_i)   (eq. 5.2)
 
-    with frequencies w_i = base^(-2i/dim), i = 0 .. dim/2 - 1: wavelengths 2 pi / w_i from 2 pi (i = 0) to
+    with frequencies w_i = base^(-2i/d_model), i = 0 .. d_model/2 - 1: wavelengths 2 pi / w_i from 2 pi (i = 0) to
     nearly 2 pi * base (eq. 5.3).
     """
-    if dim < 2 or dim % 2:
+    if d_model < 2 or d_model % 2:
         raise ValueError(
-            f"sinusoidal positions need an even width dim (one (sin, cos) pair per frequency), got {dim}"
+            f"sinusoidal positions need an even width d_model (one (sin, cos) pair per frequency), got {d_model}"
         )
-    if max_len < 1:
-        raise ValueError(f"max_len must be at least 1, got {max_len}")
-    frequencies = base ** (-np.arange(0, dim, 2) / dim)  # (dim/2,)  w_i
-    angles = np.arange(max_len)[:, None] * frequencies  # (max_len, dim/2)  pos * w_i
-    table = np.empty((max_len, dim))  # (max_len, dim)
+    if context_length < 1:
+        raise ValueError(f"context_length must be at least 1, got {context_length}")
+    frequencies = base ** (-np.arange(0, d_model, 2) / d_model)  # (d_model/2,)  w_i
+    angles = np.arange(context_length)[:, None] * frequencies  # (context_length, d_model/2)  pos * w_i
+    table = np.empty((context_length, d_model))  # (context_length, d_model)
     table[:, 0::2] = np.sin(angles)
     table[:, 1::2] = np.cos(angles)
     return table
 
 
 class SinusoidalPositionalEncoding(Module):
-    """x + PE[offset : offset + T] for x of shape (B, T, dim), PE the fixed table of eq. 5.2.
+    """x + PE[offset : offset + T] for x of shape (B, T, d_model), PE the fixed table of eq. 5.2.
 
-    No parameters; the gradient of the sum is the identity in x. ``table`` is the full float64 (max_len,
-    dim) table and ``encoding(T)`` its first T rows, for plots.
+    No parameters; the gradient of the sum is the identity in x. ``table`` is the full float64 (context_length,
+    d_model) table and ``encoding(T)`` its first T rows, for plots.
     """
 
-    def __init__(self, max_len: int, dim: int, base: float = 10000.0):
-        self.max_len, self.dim, self.base = max_len, dim, base
-        self.table = sinusoidal_table(max_len, dim, base)  # (max_len, dim), float64, a constant
+    def __init__(self, context_length: int, d_model: int, base: float = 10000.0):
+        self.context_length, self.dim, self.base = context_length, d_model, base
+        self.table = sinusoidal_table(context_length, d_model, base)  # (context_length, d_model), float64, a constant
         self._cache: dict = {}
 
     def encoding(self, length: int, offset: int = 0) -> np.ndarray:
-        """Rows offset .. offset+length-1 of the table: a (length, dim) float64 NumPy array."""
-        return self.table[offset:offset + length]  # (T, dim)
+        """Rows offset .. offset+length-1 of the table: a (length, d_model) float64 NumPy array."""
+        return self.table[offset:offset + length]  # (T, d_model)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        length = _check_positions("SinusoidalPositionalEncoding", x, self.dim, offset, self.max_len,
+        length = _check_positions("SinusoidalPositionalEncoding", x, self.dim, offset, self.context_length,
                                   f"(B, T, {self.dim})")
         (table,) = _on_device_of(self._cache, (self.table,), x.data)
-        return x + Tensor(table[offset:offset + length])  # (B, T, dim) + (T, dim)
+        return x + Tensor(table[offset:offset + length])  # (B, T, d_model) + (T, d_model)
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, dim={self.dim}, base={self.base:g}"
+        return f"context_length={self.context_length}, d_model={self.dim}, base={self.base:g}"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ class SinusoidalPositionalEncoding(Module):
 
 
 class LearnedPositionalEmbedding(Module):
-    """x + P[offset : offset + T] with a learned table ``weight`` P of shape (max_len, dim)   (eq. 5.6)
+    """x + P[offset : offset + T] with a learned table ``weight`` P of shape (context_length, d_model)   (eq. 5.6)
 
     dL/dx = g;  dL/dP[offset + t] = sum over the batch of g[:, t], zero for rows not used. ``offset`` is the
     position of the first token: during generation with a key/value cache the new tokens sit at positions
@@ -113,22 +113,22 @@ class LearnedPositionalEmbedding(Module):
     re-initialise it to N(0, 0.02^2)).
     """
 
-    def __init__(self, max_len: int, dim: int, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
-        if max_len < 1 or dim < 1:
+    def __init__(self, context_length: int, d_model: int, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+        if context_length < 1 or d_model < 1:
             raise ValueError(
-                f"LearnedPositionalEmbedding needs max_len >= 1 and dim >= 1, got ({max_len}, {dim})"
+                f"LearnedPositionalEmbedding needs context_length >= 1 and d_model >= 1, got ({context_length}, {d_model})"
             )
         rng = rng or default_rng()
-        self.max_len, self.dim = max_len, dim
-        self.weight = Parameter(rng.standard_normal((max_len, dim)).astype(dtype))  # (max_len, dim)
+        self.context_length, self.dim = context_length, d_model
+        self.weight = Parameter(rng.standard_normal((context_length, d_model)).astype(dtype))  # (context_length, d_model)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        length = _check_positions("LearnedPositionalEmbedding", x, self.dim, offset, self.max_len,
+        length = _check_positions("LearnedPositionalEmbedding", x, self.dim, offset, self.context_length,
                                   f"(B, T, {self.dim})")
-        return x + self.weight[offset:offset + length]  # (B, T, dim) + (T, dim)
+        return x + self.weight[offset:offset + length]  # (B, T, d_model) + (T, d_model)
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, dim={self.dim}"
+        return f"context_length={self.context_length}, d_model={self.dim}"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -136,16 +136,16 @@ class LearnedPositionalEmbedding(Module):
 # --------------------------------------------------------------------------------------------------------
 
 
-def rotary_angles(max_len: int, head_dim: int, base: float = 10000.0) -> np.ndarray:
-    """The (max_len, head_dim/2) float64 angles theta[t, i] = t * base^(-2i/head_dim)   (eq. 5.8)"""
+def rotary_angles(context_length: int, head_dim: int, base: float = 10000.0) -> np.ndarray:
+    """The (context_length, head_dim/2) float64 angles theta[t, i] = t * base^(-2i/head_dim)   (eq. 5.8)"""
     if head_dim < 2 or head_dim % 2:
         raise ValueError(
             f"rotary embeddings rotate pairs of coordinates, so head_dim must be even, got {head_dim}"
         )
-    if max_len < 1:
-        raise ValueError(f"max_len must be at least 1, got {max_len}")
+    if context_length < 1:
+        raise ValueError(f"context_length must be at least 1, got {context_length}")
     frequencies = base ** (-np.arange(0, head_dim, 2) / head_dim)  # (D/2,)
-    return np.arange(max_len)[:, None] * frequencies  # (max_len, D/2)
+    return np.arange(context_length)[:, None] * frequencies  # (context_length, D/2)
 
 
 def _rotate_halves(x, cos_full, sin_signed):
@@ -210,21 +210,21 @@ class RotaryEmbedding(Module):
 
     Position t rotates the pair of coordinates (i, i + D/2) by the angle t * base^(-2i/D) (halves pairing,
     see :func:`apply_rotary`). Apply it to q and k after the head split; then <R_m q, R_n k> = <q, R_(n-m) k>
-    depends only on the offset n - m (eq. 5.9). No parameters; ``cos`` and ``sin`` are the (max_len, D/2)
+    depends only on the offset n - m (eq. 5.9). No parameters; ``cos`` and ``sin`` are the (context_length, D/2)
     float64 tables. ``offset`` is the position of the first token (generation with a key/value cache).
     """
 
-    def __init__(self, head_dim: int, max_len: int = 2048, base: float = 10000.0):
-        angles = rotary_angles(max_len, head_dim, base)  # (max_len, D/2)
-        self.head_dim, self.max_len, self.base = head_dim, max_len, base
-        self.cos, self.sin = np.cos(angles), np.sin(angles)  # (max_len, D/2) each, float64 constants
+    def __init__(self, head_dim: int, context_length: int = 2048, base: float = 10000.0):
+        angles = rotary_angles(context_length, head_dim, base)  # (context_length, D/2)
+        self.head_dim, self.context_length, self.base = head_dim, context_length, base
+        self.cos, self.sin = np.cos(angles), np.sin(angles)  # (context_length, D/2) each, float64 constants
         self._cache: dict = {}
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        length = _check_positions("RotaryEmbedding", x, self.head_dim, offset, self.max_len,
+        length = _check_positions("RotaryEmbedding", x, self.head_dim, offset, self.context_length,
                                   f"(B, H, T, {self.head_dim})")
         cos, sin = _on_device_of(self._cache, (self.cos, self.sin), x.data)
         return apply_rotary(x, cos[offset:offset + length], sin[offset:offset + length])  # (B, H, T, D)
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, max_len={self.max_len}, base={self.base:g}"
+        return f"head_dim={self.head_dim}, context_length={self.context_length}, base={self.base:g}"
