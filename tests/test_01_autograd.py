@@ -1,7 +1,8 @@
-"""Chapter 01, autograd from scratch: engine semantics, error messages, gradcheck, and the closed forms.
+"""Chapter 01, autograd from scratch: engine semantics, error messages, gradcheck, closed forms.
 
-The engine under test is ``tinyllm/tensor.py`` (graph, topological order, accumulation), ``tinyllm/ops.py``
-(the primitives) and ``tinyllm/gradcheck.py`` (finite differences). Every test asserts values with a
+The engine under test is ``tinyllm/autograd.py`` (gradient mode, Function, release),
+``tinyllm/tensor.py`` (``apply``, topological order, accumulation), ``tinyllm/ops.py`` (the
+primitives) and ``tinyllm/gradcheck.py`` (finite differences). Every test asserts values with a
 tolerance that a wrong implementation would miss.
 """
 
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 import tinyllm as tl
-from tinyllm.tensor import Function
+from tinyllm.autograd import Function
+from tinyllm.ops import Mul
+from tinyllm.tensor import apply
 
 pytestmark = pytest.mark.ch01
 
@@ -23,13 +26,13 @@ def variable(values, dtype=np.float64) -> tl.Tensor:
     return tl.tensor(np.asarray(values, dtype=dtype), requires_grad=True)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The backward pass: several paths into one node, depth, gradient mode
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_node_used_twice_gets_both_contributions():
-    """y = x*x + x:  dy/dx = 2x + 1 (x reaches y along three edges: two through Mul, one through Add)."""
+    """y = x*x + x:  dy/dx = 2x + 1 (x reaches y along three edges: two via Mul, one via Add)."""
     x = variable([-1.5, 0.0, 2.0, 3.25])
     y = x * x + x
     y.backward(np.ones(4))
@@ -54,7 +57,8 @@ def test_diamond_graph():
 
 
 def test_diamond_with_shared_intermediate():
-    """h = tanh(x); y = h*h + 3h:  dy/dx = (2h + 3)(1 - h^2). The intermediate h gets one summed gradient."""
+    """h = tanh(x); y = h*h + 3h:  dy/dx = (2h + 3)(1 - h^2). The intermediate h gets one summed
+    gradient."""
     values = np.array([-0.7, 0.1, 1.3])
     x = variable(values)
     h = x.tanh()
@@ -65,7 +69,7 @@ def test_diamond_with_shared_intermediate():
 
 
 def test_chain_of_depth_ten_thousand():
-    """y = x * a * a * ... (10,000 times): dy/dx = a^10000, found without recursion (iterative sort)."""
+    """y = x * a * a * ... (10,000 times): dy/dx = a^10000, found without recursion (iterative)."""
     depth, a = 10_000, 0.9999
     x = variable(2.0)
     y = x
@@ -169,6 +173,39 @@ def test_retain_graph_allows_a_second_backward():
     np.testing.assert_array_equal(x.grad.numpy(), [24.0, 54.0])
 
 
+def test_apply_records_the_node_only_when_a_gradient_is_needed():
+    """apply(fn, ...) runs fn.forward on the arrays; it records fn (inputs, needs_input_grad) as the
+    output's ._fn only when an input requires a gradient and gradient mode is on."""
+    x, c = variable([1.0, 2.0]), tl.tensor(np.array([3.0, 4.0]))
+    fn = Mul()
+    y = apply(fn, x, c)
+    np.testing.assert_array_equal(y.numpy(), [3.0, 8.0])
+    assert y._fn is fn and fn.inputs == (x, c) and fn.needs_input_grad == (True, False)
+    assert not fn.released
+    constant = apply(Mul(), c, c)
+    assert constant._fn is None and not constant.requires_grad
+    with tl.no_grad():
+        assert apply(Mul(), x, c)._fn is None
+
+
+def test_backward_releases_what_each_op_saved():
+    """After backward, every op of the graph is released: its saved arrays and inputs are gone, and
+    it says so. retain_graph=True keeps them for a second pass."""
+    x = variable([0.5, -1.0])
+    h = x.tanh()  # Tanh saves y
+    y = (h * h).sum()  # Mul saves both factors
+    tanh, mul = h._fn, y._fn.inputs[0]._fn
+    assert hasattr(tanh, "y") and mul.inputs == (h, h)
+    y.backward(retain_graph=True)
+    assert not tanh.released and hasattr(tanh, "y")
+    y.backward()
+    for fn in (tanh, mul, y._fn):
+        assert fn.released and not hasattr(fn, "y") and fn.inputs == ()
+        assert [name for name in vars(fn) if name != "released"] == []
+    t = np.tanh([0.5, -1.0])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * 2 * t * (1 - t ** 2), rtol=1e-14)  # two passes
+
+
 def test_retain_grad_on_an_intermediate():
     x = variable([1.0, 2.0, 3.0])
     h = x * 2
@@ -195,9 +232,9 @@ def test_backward_on_a_leaf():
     assert x.grad.item() == 1.0
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Errors teach: each message is checked
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_error_backward_on_non_scalar_without_gradient():
@@ -261,7 +298,8 @@ def test_error_gradcheck_with_no_variable():
 
 
 def test_error_item_on_multi_element_tensor():
-    with pytest.raises(ValueError, match=r"item\(\) needs a tensor with one element, got shape \(2, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"item\(\) needs a tensor with one element, got shape \(2, 2\)"):
         tl.ones(2, 2).item()
 
 
@@ -286,7 +324,8 @@ def test_error_transpose_with_bad_permutation(axes):
 def test_error_transpose_with_out_of_range_axis():
     """(0, 3) is not a permutation of the axes (0, 1) of a matrix; the teaching error should say so.
 
-    The check ``sorted(a % ndim ...)`` maps 3 to 1 and lets it through, so NumPy's AxisError surfaces instead.
+    The check ``sorted(a % ndim ...)`` alone maps 3 to 1 and lets it through, so NumPy's AxisError
+    would surface instead.
     """
     x = tl.tensor(np.ones((2, 3)))
     with pytest.raises(ValueError, match="not a permutation of the 2 axes"):
@@ -295,13 +334,14 @@ def test_error_transpose_with_out_of_range_axis():
 
 def test_error_split_into_unequal_sections():
     x = tl.tensor(np.ones((5, 2)))
-    with pytest.raises(ValueError, match="axis 0 of length 5 does not divide into 2 equal sections"):
+    with pytest.raises(ValueError, match="axis 0 of length 5 does not divide into 2 equal"):
         tl.split(x, 2)
 
 
 @pytest.mark.skipif(tl.cuda_available(), reason="this machine has a GPU, so 'cuda' is available")
 def test_error_cuda_without_gpu():
-    with pytest.raises(tl.DeviceError, match="device 'cuda' requested but unavailable.*device='cpu'"):
+    with pytest.raises(tl.DeviceError,
+                       match="device 'cuda' requested but unavailable.*device='cpu'"):
         tl.zeros(2, device="cuda")
     with pytest.raises(tl.DeviceError, match="'cuda' requested but unavailable"):
         tl.tensor([1.0]).to("cuda")
@@ -309,15 +349,16 @@ def test_error_cuda_without_gpu():
 
 
 def test_error_unknown_device():
-    with pytest.raises(tl.DeviceError, match=r"unknown device 'tpu'; expected one of \('cpu', 'cuda'\)"):
+    with pytest.raises(tl.DeviceError,
+                       match=r"unknown device 'tpu'; expected one of \('cpu', 'cuda'\)"):
         tl.ones(2, device="tpu")
     with pytest.raises(tl.DeviceError, match="unknown device 'gpu'"):
         tl.tensor([1.0]).to("gpu")
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # gradcheck itself: it must catch a wrong backward and pass a right one
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 class _BrokenSquare(Function):
@@ -335,10 +376,10 @@ def test_gradcheck_catches_a_wrong_backward():
     values = np.array([[0.5, -1.25, 2.0], [1.5, -0.75, 0.25]])
     x = variable(values)
     with pytest.raises(tl.GradcheckError) as info:
-        tl.gradcheck(lambda t: _BrokenSquare().apply(t), x, seed=0)
+        tl.gradcheck(lambda t: apply(_BrokenSquare(), t), x, seed=0)
     message = str(info.value)
 
-    # Rebuild what gradcheck saw: cotangent v from the same seed; analytic v*x, true (numeric) 2*v*x.
+    # Rebuild what gradcheck saw: cotangent v from the same seed; analytic v*x, true (numeric) 2vx.
     v = np.random.default_rng(0).standard_normal(values.shape)
     analytic, numeric = v * values, 2 * v * values
     error = np.abs(analytic - numeric) - (1e-5 + 1e-4 * np.abs(numeric))
@@ -364,7 +405,7 @@ def test_gradcheck_catches_a_wrong_second_input():
 
     a, b = variable([1.0, 2.0]), variable([3.0, -1.0])
     with pytest.raises(tl.GradcheckError, match=r"input 1 \(shape \(2,\)\)"):
-        tl.gradcheck(lambda p, q: BrokenSub().apply(p, q), a, b)
+        tl.gradcheck(lambda p, q: apply(BrokenSub(), p, q), a, b)
 
 
 def test_gradcheck_passes_correct_ops():
@@ -384,9 +425,9 @@ def test_gradcheck_restores_the_inputs():
     np.testing.assert_array_equal(x.numpy(), values)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Chapter 01 closed forms
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_neuron_tanh_closed_form():
@@ -419,7 +460,8 @@ def test_sigmoid_derivative_is_y_times_one_minus_y():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_is_stable_at_large_inputs(dtype):
-    """No overflow, division by zero or invalid value at ±1000; exp(-1000) underflowing to 0 is correct."""
+    """No overflow, division by zero or invalid value at ±1000; exp(-1000) underflowing to 0 is
+    correct."""
     x = variable([-1000.0, -50.0, 0.0, 50.0, 1000.0], dtype=dtype)
     strict = np.errstate(over="raise", divide="raise", invalid="raise", under="ignore")
     with warnings.catch_warnings(), strict:
@@ -428,12 +470,15 @@ def test_sigmoid_is_stable_at_large_inputs(dtype):
         y.backward(np.ones(5, dtype=dtype))
     assert y.dtype == dtype and x.grad.dtype == dtype
     assert np.all(np.isfinite(y.numpy())) and np.all(np.isfinite(x.grad.numpy()))
-    np.testing.assert_allclose(y.numpy(), [0.0, np.exp(-50.0), 0.5, 1.0, 1.0], atol=1e-30, rtol=1e-6)
-    np.testing.assert_allclose(x.grad.numpy(), [0.0, np.exp(-50.0), 0.25, 0.0, 0.0], atol=1e-20, rtol=1e-6)
+    np.testing.assert_allclose(y.numpy(), [0.0, np.exp(-50.0), 0.5, 1.0, 1.0],
+                               atol=1e-30, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, np.exp(-50.0), 0.25, 0.0, 0.0],
+                               atol=1e-20, rtol=1e-6)
 
 
 def test_erf_matches_math_erf_on_a_dense_grid():
-    grid = np.concatenate([np.linspace(-6, 6, 120_001), [0.0, -0.0, 1e-12, -1e-12, 6.0, -6.0, 30.0, -30.0]])
+    edges = [0.0, -0.0, 1e-12, -1e-12, 6.0, -6.0, 30.0, -30.0]
+    grid = np.concatenate([np.linspace(-6, 6, 120_001), edges])
     ours = tl.erf(tl.tensor(grid)).numpy()
     reference = np.array([math.erf(v) for v in grid])
     assert np.abs(ours - reference).max() < 1e-6
@@ -450,10 +495,11 @@ def test_erf_float32_stays_float32_and_accurate():
 
 
 def test_erf_gelu_values():
-    """Exact GELU(x) = x/2 (1 + erf(x/sqrt 2)) = x Phi(x); the one-, two-, three-sigma probabilities."""
+    """Exact GELU(x) = x/2 (1 + erf(x/sqrt 2)) = x Phi(x); the one-, two-, three-sigma masses."""
     sigmas = np.array([1.0, 2.0, 3.0]) / math.sqrt(2)
     np.testing.assert_allclose(
-        tl.erf(tl.tensor(sigmas)).numpy(), [0.6826894921370859, 0.9544997361036416, 0.9973002039367398],
+        tl.erf(tl.tensor(sigmas)).numpy(),
+        [0.6826894921370859, 0.9544997361036416, 0.9973002039367398],
         atol=2e-7,
     )
     x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
@@ -468,15 +514,17 @@ def test_erf_derivative_closed_form():
     values = np.linspace(-3, 3, 13)
     x = variable(values)
     tl.erf(x).backward(np.ones_like(values))
-    np.testing.assert_allclose(x.grad.numpy(), 2 / math.sqrt(math.pi) * np.exp(-values ** 2), rtol=1e-14)
+    np.testing.assert_allclose(x.grad.numpy(), 2 / math.sqrt(math.pi) * np.exp(-values ** 2),
+                               rtol=1e-14)
     assert x.grad.numpy()[6] == pytest.approx(2 / math.sqrt(math.pi), rel=1e-15)  # at x = 0
-    # the forward is an approximation (error < 1.5e-7), so its slope differs slightly from the exact one
+    # the forward is an approximation (error < 1.5e-7): its slope differs a bit from the exact one
     assert tl.gradcheck(tl.erf, variable(values + 0.1))
 
 
 def test_erf_is_continuous_at_zero():
-    """The published A&S coefficients sum to 1 - 1e-9, so unnormalised they make erf jump by 2e-9 at 0,
-    which central differences (eps = 1e-6) see as a slope error of 1e-3. Rescaled, erf is odd and smooth."""
+    """The published A&S coefficients sum to 1 - 1e-9, so unnormalised they make erf jump by 2e-9
+    at 0, which central differences (eps = 1e-6) see as a slope error of 1e-3. Rescaled, erf is odd
+    and smooth."""
     tiny = tl.erf(tl.tensor(np.array([1e-12, -1e-12]))).numpy()
     np.testing.assert_allclose(tiny, [1.1283791670955126e-12, -1.1283791670955126e-12], rtol=1e-3)
     assert tl.gradcheck(tl.erf, variable([0.0, 1e-7, -3e-7]))

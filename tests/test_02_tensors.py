@@ -1,13 +1,14 @@
 """Chapter 02, tensors, broadcasting and the matmul gradient.
 
-Layer 1: float64 finite differences with a random output cotangent (``tl.gradcheck``) for every primitive.
-Layer 2: shapes from hypothesis, and every broadcasting pairing of scalar, (n,), (1,n), (m,1), (m,n), (k,m,n)
-         and (k,1,n), listed explicitly so none can be missed.
-Layer 3: the chapter's closed forms (dA = G B^T, dB = A^T G; unbroadcast = sum over the broadcast axes),
-         plus dtypes, NumPy interoperability and the constructors.
+Layer 1: float64 finite differences with a random output cotangent (``tl.gradcheck``) for every
+         primitive.
+Layer 2: shapes from hypothesis, and every broadcasting pairing of scalar, (n,), (1,n), (m,1),
+         (m,n), (k,m,n) and (k,1,n), listed explicitly so none can be missed.
+Layer 3: the chapter's closed forms (dA = G B^T, dB = A^T G; unbroadcast = sum over the broadcast
+         axes), plus the scatter-add, dtypes, NumPy interoperability and the constructors.
 
-Op tests take the ``device`` fixture (tests/conftest.py): inputs are built in float64 on the host and moved
-with ``.to(device)``; "cuda" is skipped cleanly on a machine without a GPU.
+Op tests take the ``device`` fixture (tests/conftest.py): inputs are built in float64 on the host
+and moved with ``.to(device)``; "cuda" is skipped cleanly on a machine without a GPU.
 """
 
 import itertools
@@ -21,16 +22,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tinyllm as tl
-from tinyllm.tensor import unbroadcast
+from tinyllm.autograd import unbroadcast
+from tinyllm.backend import scatter_add
 
 pytestmark = pytest.mark.ch02
 
-# The device fixture is a plain parameter (no state), so it is safe to share between hypothesis examples.
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# The device fixture is a plain parameter (no state), so it is safe to share between hypothesis
+# examples.
+fixture_ok = settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def leaf(values, device: str = "cpu") -> tl.Tensor:
-    """A float64 variable on ``device``: made on the host, moved, then marked (so it is a leaf there)."""
+    """A float64 variable on ``device``: made on the host, moved, then marked (a leaf there)."""
     return tl.tensor(np.asarray(values, dtype=np.float64)).to(device).requires_grad_()
 
 
@@ -40,7 +44,7 @@ def const(values, device: str = "cpu") -> tl.Tensor:
 
 
 def away_from_zero(rng, shape, low=0.3, high=2.0) -> np.ndarray:
-    """Values with |v| in [low, high] and a random sign: safe for division, relu and integer powers."""
+    """Values with |v| in [low, high] and a random sign: safe for division, relu, integer powers."""
     return rng.uniform(low, high, shape) * rng.choice([-1.0, 1.0], shape)
 
 
@@ -50,9 +54,9 @@ def distinct(rng, shape, spacing=0.37) -> np.ndarray:
     return (rng.permutation(size) * spacing - size * spacing / 2).reshape(shape)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Binary elementwise ops over every broadcasting pairing
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 K, M, N = 2, 3, 4
 PAIRING_SHAPES = {
@@ -79,7 +83,7 @@ BINARY = {
 def binary_inputs(name: str, shape_a, shape_b, rng):
     a = rng.standard_normal(shape_a)
     b = away_from_zero(rng, shape_b) if name == "div" else rng.standard_normal(shape_b)
-    if name == "maximum":  # keep every broadcast pair of entries at least 0.05 apart: no ties, no kinks
+    if name == "maximum":  # every broadcast pair of entries at least 0.05 apart: no ties, no kinks
         while np.min(np.abs(np.subtract(a, b)), initial=np.inf) < 0.05:
             a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
     return a, b
@@ -118,13 +122,15 @@ def test_binary_gradient_is_the_hand_sum_over_broadcast_axes():
     a, b = leaf(rng.standard_normal((M, 1))), leaf(rng.standard_normal((1, N)))
     g = rng.standard_normal((M, N))
     (a * b).backward(g)
-    np.testing.assert_allclose(a.grad.numpy(), (g * b.numpy()).sum(axis=1, keepdims=True), rtol=1e-13)
-    np.testing.assert_allclose(b.grad.numpy(), (g * a.numpy()).sum(axis=0, keepdims=True), rtol=1e-13)
+    np.testing.assert_allclose(a.grad.numpy(), (g * b.numpy()).sum(axis=1, keepdims=True),
+                               rtol=1e-13)
+    np.testing.assert_allclose(b.grad.numpy(), (g * a.numpy()).sum(axis=0, keepdims=True),
+                               rtol=1e-13)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # where (the condition broadcasts too)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 CONDITION_SHAPES = list(PAIRING_SHAPES.values())
 
@@ -157,7 +163,8 @@ def test_where_random_broadcastable_shapes(shapes, seed, device):
 
 
 def test_where_gradient_closed_form():
-    """dL/da = G * c summed to a's shape, dL/db = G * (1 - c); a Python number as one branch gets nothing."""
+    """dL/da = G * c summed to a's shape, dL/db = G * (1 - c); a Python number as one branch gets
+    nothing."""
     rng = np.random.default_rng(4)
     condition = np.array([[True, False, True]])
     a = leaf(rng.standard_normal((2, 3)))
@@ -173,9 +180,9 @@ def test_where_gradient_closed_form():
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 0.0])
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Unary elementwise ops
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 NONZERO = st.one_of(st.floats(-2.5, -0.3), st.floats(0.3, 2.5))
 NOT_NEAR_ZERO = st.one_of(st.floats(-3, -0.05), st.floats(0.05, 3))
@@ -214,7 +221,8 @@ REAL_EXPONENTS = [0.5, 1.5, 2.5, -0.5, 1 / 3]
 @fixture_ok
 @given(data=st.data())
 def test_pow(exponent, data, device):
-    elements = NONZERO if exponent in INTEGER_EXPONENTS else st.floats(0.3, 2.5)  # real powers: base > 0
+    # real powers need a positive base
+    elements = NONZERO if exponent in INTEGER_EXPONENTS else st.floats(0.3, 2.5)
     values = data.draw(hnp.arrays(np.float64, SMALL_SHAPES, elements=elements))
     x = leaf(values, device)
     np.testing.assert_allclose((x ** exponent).numpy(), values ** exponent, rtol=1e-14)
@@ -239,9 +247,9 @@ def test_relu_and_maximum_at_the_kink():
     np.testing.assert_array_equal(b.grad.numpy(), [2.0, 4.0])
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Reductions
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max}
 EVERY_AXIS_3D = [None, 0, 1, 2, -1, -3, (0,), (0, 1), (0, 2), (1, 2), (0, 1, 2), (2, 0), (-1, 0)]
@@ -302,9 +310,9 @@ def test_reduction_closed_forms():
     np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3)))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Matrix product
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 MATMUL_CASES = [
     ((4,), (4,)),
@@ -365,7 +373,8 @@ def test_matmul_closed_form_shared_weight():
     g = rng.standard_normal((2, 5, 4))
     a, w = leaf(a_values), leaf(w_values)
     (a @ w).backward(g)
-    np.testing.assert_allclose(w.grad.numpy(), sum(a_values[i].T @ g[i] for i in range(2)), rtol=1e-13)
+    np.testing.assert_allclose(w.grad.numpy(), sum(a_values[i].T @ g[i] for i in range(2)),
+                               rtol=1e-13)
     np.testing.assert_allclose(a.grad.numpy(), g @ w_values.T, rtol=1e-13)
 
 
@@ -380,9 +389,20 @@ def test_matmul_with_constant_operand():
     np.testing.assert_allclose(w.grad.numpy(), x_values.T @ g, rtol=1e-13)
 
 
-# --------------------------------------------------------------------------------------------------------
+def test_matmul_backward_skips_the_product_nobody_needs():
+    """needs_input_grad: a constant operand gets None; the batched A's gradient is G W^T."""
+    rng = np.random.default_rng(21)
+    a, w = leaf(rng.standard_normal((2, 5, 3))), const(rng.standard_normal((3, 4)))
+    out = a @ w
+    g = rng.standard_normal((2, 5, 4))
+    grad_a, grad_w = out._fn.backward(g)
+    assert grad_w is None
+    np.testing.assert_allclose(grad_a, g @ w.numpy().T, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------------
 # Shape ops: reshape, transpose
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def _prime_factors(n: int) -> list[int]:
@@ -400,7 +420,8 @@ def shape_and_new_shape(draw):
     shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4))
     factors = draw(st.permutations(_prime_factors(math.prod(shape))))
     groups = draw(st.integers(1, 4))
-    cuts = sorted(draw(st.lists(st.integers(0, len(factors)), min_size=groups - 1, max_size=groups - 1)))
+    cut = st.integers(0, len(factors))
+    cuts = sorted(draw(st.lists(cut, min_size=groups - 1, max_size=groups - 1)))
     bounds = [0, *cuts, len(factors)]
     new_shape = [math.prod(factors[i:j]) for i, j in itertools.pairwise(bounds)]
     if draw(st.booleans()):
@@ -440,9 +461,9 @@ def test_transpose(shape_perm, seed, device):
     np.testing.assert_array_equal(x.transpose().numpy(), values.T)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Indexing: slices, gathers, masks
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @fixture_ok
@@ -458,7 +479,8 @@ def test_basic_indexing(data, seed, device):
 
 @pytest.mark.parametrize(
     "index",
-    [np.s_[::-1], np.s_[::-2, 1:], np.s_[-1:0:-1, ::-3], np.s_[1, ::-1], np.s_[..., -2], np.s_[None, 2:0:-1]],
+    [np.s_[::-1], np.s_[::-2, 1:], np.s_[-1:0:-1, ::-3], np.s_[1, ::-1], np.s_[..., -2],
+     np.s_[None, 2:0:-1]],
     ids=str,
 )
 def test_negative_step_slices(index, device):
@@ -467,13 +489,13 @@ def test_negative_step_slices(index, device):
     g = np.random.default_rng(12).standard_normal(values[index].shape)
     x[index].backward(const(g, device))
     expected = np.zeros_like(values)
-    expected[index] = g  # a slice reads each entry at most once: its gradient is written back in place
+    expected[index] = g  # a slice reads each entry at most once: its gradient is written back
     np.testing.assert_array_equal(x.grad.numpy(), expected)
     assert tl.gradcheck(lambda t: t[index], x)
 
 
 def test_gather_with_repeated_indices_sums(device):
-    """y = x[idx] reads row 0 three times: dL/dx[0] = g[0] + g[2] + g[3] (scatter-add, not overwrite)."""
+    """y = x[idx] reads row 0 three times: dL/dx[0] = g[0] + g[2] + g[3] (added, not overwritten)"""
     rng = np.random.default_rng(13)
     values, g = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     index = np.array([0, 2, 0, 0, 4])
@@ -485,6 +507,44 @@ def test_gather_with_repeated_indices_sums(device):
     np.testing.assert_allclose(x.grad.numpy()[0], g[0] + g[2] + g[3], rtol=1e-15)
     np.testing.assert_array_equal(x.grad.numpy()[[1, 3]], 0.0)
     assert tl.gradcheck(lambda t: t[index], x)
+
+
+SCATTER_INDICES = {  # name: (index into a (6, 3, 2) target, what it exercises)
+    "rows": np.array([[0, 5, 5], [2, 0, 0]]),  # repeated whole rows: the flat-cell path
+    "negative-rows": np.array([-1, 5, -6, 0, 0]),  # -1 is row 5, -6 is row 0
+    "distinct-rows": np.array([4, 1, 3]),  # each row once: added in place
+    "pairs": (np.array([0, 0, 5]), np.array([2, 2, 1])),  # a repeated (row, column) pair
+    "mixed": (np.array([1, 1]), slice(None), 0),  # arrays and slices: the general path
+    "mask": np.array([True, False, True, True, False, False]),
+    "list": [3, 3, -3],
+    "slice": np.s_[1:4, ::-1],
+}
+
+
+@pytest.mark.parametrize("name", list(SCATTER_INDICES))
+def test_scatter_add_equals_np_add_at(name):
+    """backend.scatter_add (fast paths and all) equals the unbuffered np.add.at, with repeats."""
+    index = SCATTER_INDICES[name]
+    rng = np.random.default_rng(19)
+    target = rng.standard_normal((6, 3, 2))
+    values = rng.standard_normal(target[index].shape)
+    expected = target.copy()
+    np.add.at(expected, index, values)
+    scatter_add(target, index, values)
+    np.testing.assert_allclose(target, expected, rtol=1e-15, atol=1e-15)
+
+
+def test_scatter_add_of_embedding_rows_in_float32():
+    """Rows of a (V, C) table for (B, T) ids, as in the embedding backward; float32 stays so."""
+    rng = np.random.default_rng(20)
+    ids = rng.integers(0, 7, (4, 9))
+    rows = rng.standard_normal((4, 9, 5)).astype(np.float32)
+    table = np.zeros((7, 5), dtype=np.float32)
+    scatter_add(table, ids.reshape(-1), rows.reshape(-1, 5))
+    expected = np.zeros((7, 5))
+    np.add.at(expected, ids, rows.astype(np.float64))
+    assert table.dtype == np.float32
+    np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -518,7 +578,8 @@ def test_gather_with_a_tensor_index():
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_integer_array_indexing_random(data, seed, device):
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
-    index = data.draw(hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(min_dims=1, max_dims=2)))
+    result_shape = hnp.array_shapes(min_dims=1, max_dims=2)
+    index = data.draw(hnp.integer_array_indices(shape, result_shape=result_shape))
     values = np.random.default_rng(seed).standard_normal(shape)
     x = leaf(values, device)
     np.testing.assert_array_equal(x[index].numpy(), values[index])
@@ -543,9 +604,9 @@ def test_boolean_mask(device):
     assert tl.gradcheck(lambda t: t[rows], x)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # concatenate, stack, split
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @st.composite
@@ -569,7 +630,8 @@ def test_concatenate(pieces, seed, device):
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(s) for s in shapes]
     xs = [leaf(a, device) for a in arrays]
-    np.testing.assert_array_equal(tl.concatenate(xs, axis=axis).numpy(), np.concatenate(arrays, axis=axis))
+    np.testing.assert_array_equal(tl.concatenate(xs, axis=axis).numpy(),
+                                  np.concatenate(arrays, axis=axis))
     assert tl.gradcheck(lambda *ts: tl.concatenate(ts, axis=axis), *xs)
 
 
@@ -629,6 +691,11 @@ def test_split_at_indices(shape, data, seed, device):
     assert tl.gradcheck(lambda t: tl.split(t, cuts, axis=axis), x)
 
 
+def test_error_stack_axis_out_of_range():
+    with pytest.raises(ValueError, match="stack: axis 3 is out of bounds for the 3 axes"):
+        tl.stack([tl.ones(2, 2), tl.ones(2, 2)], axis=3)
+
+
 def test_split_pieces_fill_the_whole_gradient():
     """Using only some pieces: the unused piece's part of dL/dx is zero, the used parts are their
     cotangents."""
@@ -640,9 +707,9 @@ def test_split_pieces_fill_the_whole_gradient():
     assert middle.shape == (3, 2)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # unbroadcast: the one place where broadcasting is undone (eq. 2.3)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 UNBROADCAST_CASES = [  # (gradient shape, target shape, the hand-written sum)
     ((K, M, N), (), lambda g: g.sum()),
@@ -660,7 +727,8 @@ UNBROADCAST_CASES = [  # (gradient shape, target shape, the hand-written sum)
 ]
 
 
-@pytest.mark.parametrize("grad_shape, shape, hand_sum", UNBROADCAST_CASES, ids=lambda v: str(v)[:14])
+@pytest.mark.parametrize("grad_shape, shape, hand_sum", UNBROADCAST_CASES,
+                         ids=lambda v: str(v)[:14])
 def test_unbroadcast_is_the_sum_over_broadcast_axes(grad_shape, shape, hand_sum):
     g = np.random.default_rng(16).standard_normal(grad_shape)
     reduced = unbroadcast(g, shape)
@@ -679,12 +747,13 @@ def test_unbroadcast_inverts_broadcast_to(shapes, seed):
     g, x = rng.standard_normal(shapes.result_shape), rng.standard_normal(shape)
     reduced = unbroadcast(g, shape)
     assert reduced.shape == shape
-    assert np.sum(reduced * x) == pytest.approx(np.sum(g * np.broadcast_to(x, g.shape)), rel=1e-12, abs=1e-12)
+    adjoint = np.sum(g * np.broadcast_to(x, g.shape))
+    assert np.sum(reduced * x) == pytest.approx(adjoint, rel=1e-12, abs=1e-12)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # dtypes
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 MASK = np.array([[True, False, True], [False, True, True]])
 EVERY_OP = {  # name: function of two (2, 3) tensors a, b with b > 0
@@ -737,15 +806,17 @@ def test_dtype_is_kept_by_every_op_and_its_gradient(name, dtype):
     touched = [t for t in (a, b) if t.grad is not None]
     assert touched, f"{name}: no input received a gradient"
     for t in touched:
-        assert t.grad.dtype == dtype, f"{name}: gradient dtype {t.grad.dtype} for a {dtype.__name__} input"
+        assert t.grad.dtype == dtype, (
+            f"{name}: gradient dtype {t.grad.dtype} for a {dtype.__name__} input")
     # the float32 result agrees with the float64 computation to float32 precision
     a64, b64 = tl.tensor(a.numpy().astype(np.float64)), tl.tensor(b.numpy().astype(np.float64))
     np.testing.assert_allclose(out.numpy(), EVERY_OP[name](a64, b64).numpy(), rtol=2e-6, atol=1e-6)
 
 
 def test_float32_grad_dtype_survives_accumulation_with_float64_constant():
-    """x (float32) meets a float64 NumPy array, so the output is float64 (NumPy promotion) and so is the
-    gradient flowing back. x.grad must still be float32 after the second backward adds to the first."""
+    """x (float32) meets a float64 NumPy array, so the output is float64 (NumPy promotion) and so is
+    the gradient flowing back. x.grad must still be float32 after the second backward adds to the
+    first."""
     x = tl.tensor(np.ones(3, dtype=np.float32), requires_grad=True)
     scale = np.array([1.0, 2.0, 3.0])  # float64
     (x * scale).sum().backward()
@@ -755,9 +826,9 @@ def test_float32_grad_dtype_survives_accumulation_with_float64_constant():
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0, 6.0])
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # NumPy interoperability and constructors
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_python_scalars_and_numpy_arrays_mix_like_numpy():
@@ -784,7 +855,8 @@ def test_python_scalars_and_numpy_arrays_mix_like_numpy():
 
 def test_comparisons_give_masks():
     x = tl.tensor([-1.0, 0.0, 2.0], requires_grad=True)
-    for mask, expected in [(x > 0, [0, 0, 1]), (x >= 0, [0, 1, 1]), (x < 0, [1, 0, 0]), (x <= 0, [1, 1, 0])]:
+    for mask, expected in [(x > 0, [0, 0, 1]), (x >= 0, [0, 1, 1]), (x < 0, [1, 0, 0]),
+                           (x <= 0, [1, 1, 0])]:
         assert mask.dtype == bool and not mask.requires_grad
         np.testing.assert_array_equal(mask.numpy(), np.array(expected, dtype=bool))
 
@@ -813,7 +885,8 @@ def test_factories():
     np.testing.assert_array_equal(tl.arange(5).numpy(), [0, 1, 2, 3, 4])
     assert tl.arange(5).dtype == np.int64
     np.testing.assert_array_equal(tl.arange(1, 7, 2).numpy(), [1, 3, 5])
-    np.testing.assert_array_equal(tl.arange(0, 1, 0.25, dtype=np.float32).numpy(), [0, 0.25, 0.5, 0.75])
+    np.testing.assert_array_equal(tl.arange(0, 1, 0.25, dtype=np.float32).numpy(),
+                                  [0, 0.25, 0.5, 0.75])
 
 
 def test_randn_is_reproducible_and_standard_normal():
@@ -828,6 +901,25 @@ def test_randn_is_reproducible_and_standard_normal():
     d = tl.randn(4, dtype=np.float64, requires_grad=True)
     assert c.dtype == np.float64 and d.requires_grad
     np.testing.assert_array_equal(c.numpy(), d.numpy())
+
+
+def test_manual_seed_makes_spawn_rng_reproducible():
+    """spawn_rng() seeds a fresh generator from the one manual_seed seeds; spawn_rng(parent) from
+    parent. Same seed: the same sequence of generators, so every layer's own stream is fixed too."""
+    def spawned_draws():
+        return [tl.spawn_rng().standard_normal(3) for _ in range(3)]
+
+    tl.manual_seed(7)
+    first = spawned_draws()
+    tl.manual_seed(7)
+    again = spawned_draws()
+    tl.manual_seed(8)
+    other = spawned_draws()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first[0], first[1])  # each spawned generator has its own stream
+    assert not np.array_equal(first[0], other[0])
+    parent_draws = [tl.spawn_rng(np.random.default_rng(3)).integers(1000, size=4) for _ in range(2)]
+    np.testing.assert_array_equal(*parent_draws)
 
 
 def test_numpy_item_T_and_to_cpu():
@@ -855,7 +947,7 @@ def test_astype_is_differentiable():
 
 
 def test_gradcheck_on_every_device(device):
-    """to(device) round trip is differentiable, and gradcheck reads device gradients through to_numpy."""
+    """to(device) round trip is differentiable; gradcheck reads device gradients via to_numpy."""
     rng = np.random.default_rng(18)
     a, b = leaf(rng.standard_normal((3, 2)), device), leaf(rng.standard_normal((2, 3)), device)
     assert a.device == device and a.is_leaf

@@ -1,7 +1,9 @@
 """Chapter 03, softmax and cross-entropy: the fused ops against their composed twins, finite differences
-and the chapter's closed forms (eqs. 3.1-3.15), plus the language-model losses built on them.
+and the chapter's closed forms (eqs. 3.1-3.15), plus the language-model losses built on them (section 3.9).
 
-Modules under test: ``tinyllm/nn/softmax.py`` and ``tinyllm/nn/losses.py`` (reached through ``F``).
+Modules under test: ``tinyllm/nn/softmax.py`` and ``tinyllm/nn/losses.py`` (reached through ``F``); the
+losses of section 3.9 from ``tinyllm/objectives/`` (``lm_loss``, ``mlm_loss``, ``mlm_accuracy``,
+``nsp_loss``).
 """
 
 import math
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 import tinyllm as tl
 import tinyllm.nn.functional as F
 from tinyllm.nn.losses import IGNORE_INDEX
+from tinyllm.objectives import lm_loss, mask_tokens, mlm_accuracy, mlm_loss, nsp_loss
 
 pytestmark = pytest.mark.ch03
 
@@ -369,7 +372,7 @@ def test_lm_loss_equals_cross_entropy_on_shifted_arrays():
     """Predict tokens[:, 1:] from logits[:, :-1]: values and gradients (last position's gradient is 0)."""
     rng = np.random.default_rng(9)
     z, tokens = rng.normal(size=(2, 5, 7)), rng.integers(0, 7, size=(2, 5))
-    value, grad = grads_of(lambda v: F.lm_loss(v, tokens), z)
+    value, grad = grads_of(lambda v: lm_loss(v, tokens), z)
     shifted = variable(z[:, :-1])
     expected = F.cross_entropy(shifted, tokens[:, 1:])
     expected.backward()
@@ -382,32 +385,32 @@ def test_lm_loss_equals_cross_entropy_on_shifted_arrays():
 
 def test_lm_loss_errors():
     with pytest.raises(ValueError, match=r"lm_loss expected logits \(B, T, V\), got \(4, 7\)"):
-        F.lm_loss(tl.tensor(np.zeros((4, 7))), np.zeros(4, dtype=np.int64))
+        lm_loss(tl.tensor(np.zeros((4, 7))), np.zeros(4, dtype=np.int64))
     with pytest.raises(ValueError, match=r"lm_loss needs sequences of T >= 2 tokens"):
-        F.lm_loss(tl.tensor(np.zeros((4, 1, 7))), np.zeros((4, 1), dtype=np.int64))
+        lm_loss(tl.tensor(np.zeros((4, 1, 7))), np.zeros((4, 1), dtype=np.int64))
     with pytest.raises(ValueError, match=r"lm_loss expected targets of shape \(B, T\) = \(4, 3\)"):
-        F.lm_loss(tl.tensor(np.zeros((4, 3, 7))), np.zeros((4, 2), dtype=np.int64))
+        lm_loss(tl.tensor(np.zeros((4, 3, 7))), np.zeros((4, 2), dtype=np.int64))
 
 
 def test_mlm_loss_equals_cross_entropy_with_ignore_index():
     """The gather of chosen rows changes nothing: same value and gradient as the full ignore_index loss."""
-    from tinyllm.data import IGNORE_INDEX as DATA_IGNORE_INDEX
-    from tinyllm.data import mask_tokens
-
-    assert DATA_IGNORE_INDEX == IGNORE_INDEX
     rng = np.random.default_rng(10)
     tokens = rng.integers(3, 11, size=(3, 8))
     _, labels = mask_tokens(tokens, mask_id=2, vocab_size=11, special_ids=(0, 1), p=0.3, rng=rng)
     assert (labels != IGNORE_INDEX).any() and (labels == IGNORE_INDEX).any()
     z = rng.normal(size=(3, 8, 11))
-    value, grad = grads_of(lambda v: F.mlm_loss(v, labels), z)
+    value, grad = grads_of(lambda v: mlm_loss(v, labels), z)
     expected, expected_grad = grads_of(lambda v: F.cross_entropy(v, labels), z)
     assert value == pytest.approx(expected, rel=1e-14)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-16)
+    chosen = labels != IGNORE_INDEX  # the chosen rows alone (N, V), as BERT's masked_positions gives them
+    rows_value, rows_grad = grads_of(lambda v: mlm_loss(v, labels[chosen]), z[chosen])
+    assert rows_value == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(rows_grad, grad[chosen], rtol=1e-13, atol=1e-16)
     small_labels = np.array([[IGNORE_INDEX, 4, IGNORE_INDEX, 9]])
-    assert tl.gradcheck(lambda v: F.mlm_loss(v, small_labels), variable(z[:1, :4]))
+    assert tl.gradcheck(lambda v: mlm_loss(v, small_labels), variable(z[:1, :4]))
     nothing = np.full((3, 8), IGNORE_INDEX)
-    value, grad = grads_of(lambda v: F.mlm_loss(v, nothing), z)
+    value, grad = grads_of(lambda v: mlm_loss(v, nothing), z)
     assert value == 0.0 and (grad == 0).all()
 
 
@@ -415,15 +418,16 @@ def test_mlm_accuracy():
     z = np.zeros((1, 4, 3))
     z[0, 0, 2] = z[0, 1, 1] = z[0, 2, 0] = z[0, 3, 0] = 1.0  # argmax per position: 2, 1, 0, 0
     labels = np.array([[2, IGNORE_INDEX, 1, 0]])  # right, not chosen, wrong, right
-    assert F.mlm_accuracy(tl.tensor(z), labels) == pytest.approx(2 / 3)
-    assert math.isnan(F.mlm_accuracy(tl.tensor(z), np.full((1, 4), IGNORE_INDEX)))
+    assert mlm_accuracy(tl.tensor(z), labels) == pytest.approx(2 / 3)
+    assert math.isnan(mlm_accuracy(tl.tensor(z), np.full((1, 4), IGNORE_INDEX)))
+    assert mlm_accuracy(tl.tensor(z[0, [0, 2, 3]]), np.array([2, 1, 0])) == pytest.approx(2 / 3)  # (N, V)
 
 
 def test_nsp_loss_two_class_cross_entropy():
     """0 = IsNext, 1 = NotNext; the loss is -log softmax(logits)[label], averaged over the batch."""
     z = np.array([[2.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
     labels = np.array([0, 1, 1])
-    value, grad = grads_of(lambda v: F.nsp_loss(v, labels), z)
+    value, grad = grads_of(lambda v: nsp_loss(v, labels), z)
     expected = numpy_cross_entropy(z, labels).mean()
     assert value == pytest.approx(expected, rel=1e-14)
     np.testing.assert_allclose(grad, (numpy_softmax(z) - np.eye(2)[labels]) / 3, rtol=1e-13)
@@ -431,9 +435,9 @@ def test_nsp_loss_two_class_cross_entropy():
     margin = z[np.arange(3), labels] - z[np.arange(3), 1 - labels]
     assert value == pytest.approx(np.log1p(np.exp(-margin)).mean(), rel=1e-13)
     with pytest.raises(ValueError, match=r"nsp_loss expected logits \(B, 2\), got \(3, 3\)"):
-        F.nsp_loss(tl.tensor(np.zeros((3, 3))), labels)
+        nsp_loss(tl.tensor(np.zeros((3, 3))), labels)
     with pytest.raises(ValueError, match=r"must be 0 \(IsNext\) or 1 \(NotNext\), got values \[0, 1, 2\]"):
-        F.nsp_loss(tl.tensor(z), np.array([0, 2, 1]))
+        nsp_loss(tl.tensor(z), np.array([0, 2, 1]))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -492,8 +496,8 @@ def test_float32_in_float32_out_and_float32_gradients():
         "log_softmax": lambda v: F.log_softmax(v, axis=1),
         "cross_entropy": lambda v: F.cross_entropy(v, tokens, label_smoothing=0.1),
         "cross_entropy none": lambda v: F.cross_entropy(v, tokens, reduction="none"),
-        "lm_loss": lambda v: F.lm_loss(v, tokens),
-        "mlm_loss": lambda v: F.mlm_loss(v, labels),
+        "lm_loss": lambda v: lm_loss(v, tokens),
+        "mlm_loss": lambda v: mlm_loss(v, labels),
         "bce": lambda v: F.binary_cross_entropy_with_logits(v, (z > 0).astype(np.float32)),
     }
     for name, fn in cases.items():

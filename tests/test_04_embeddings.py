@@ -138,7 +138,8 @@ def test_gradient_with_all_ones_counts_tokens():
     ["uniform", "one_token", "zipf", "two_tokens", "every_token_once"],
 )
 def test_fast_backward_equals_add_at_reference(case, dtype):
-    """The flat-cell scatter-add of EmbeddingFunction.backward equals np.add.at on rows, heavy repeats too."""
+    """EmbeddingFunction.backward (backend.scatter_add's flat cells) equals np.add.at on rows, heavy
+    repeats too."""
     rng = np.random.default_rng(7)
     V, C, N = 300, 24, 2000
     ids = {

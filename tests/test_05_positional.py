@@ -151,9 +151,11 @@ def test_sinusoidal_errors():
     with pytest.raises(ValueError, match="even width d_model.*got 7"):
         nn.SinusoidalPositionalEncoding(10, 7)
     pe = nn.SinusoidalPositionalEncoding(10, 8)
-    with pytest.raises(ValueError, match=r"T=11 tokens at offset 0 need positions up to 10.*context_length=10"):
+    with pytest.raises(ValueError,
+                       match=r"T=11 tokens at offset 0 need positions up to 10.*context_length=10"):
         pe(tl.zeros(2, 11, 8))
-    with pytest.raises(ValueError, match=r"T=4 tokens at offset 8 need positions up to 11.*context_length >= 12"):
+    with pytest.raises(ValueError,
+                       match=r"T=4 tokens at offset 8 need positions up to 11.*context_length >= 12"):
         pe(tl.zeros(2, 4, 8), offset=8)
     with pytest.raises(ValueError,
                        match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"):
@@ -316,7 +318,8 @@ def test_rope_errors():
     rope = nn.RotaryEmbedding(8, context_length=10)
     with pytest.raises(ValueError, match=r"inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"):
         rope(tl.zeros(1, 2, 3, 6))
-    with pytest.raises(ValueError, match=r"T=4 tokens at offset 7 need positions up to 10.*context_length=10"):
+    with pytest.raises(ValueError,
+                       match=r"T=4 tokens at offset 7 need positions up to 10.*context_length=10"):
         rope(tl.zeros(1, 2, 4, 8), offset=7)
     with pytest.raises(ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3"):
         F.apply_rotary(tl.zeros(1, 3, 8), np.ones((3, 3)), np.ones((3, 3)))

@@ -253,7 +253,8 @@ def test_kv_cache_is_preallocated_and_resets():
             mha(tl.tensor(rng.standard_normal((2, 1, 8))), is_causal=True, cache=cache)
         assert cache.keys is keys  # written in place: no copy of the past per token
         assert cache.length == 5
-        with pytest.raises(ValueError, match=r"KV cache full: 5 cached \+ 1 new positions > context_length = 5"):
+        with pytest.raises(ValueError,
+                           match=r"KV cache full: 5 cached \+ 1 new positions > context_length = 5"):
             mha(tl.tensor(rng.standard_normal((2, 1, 8))), is_causal=True, cache=cache)
         cache.reset()
         assert cache.length == 0 and cache.keys is None

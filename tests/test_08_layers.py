@@ -1,4 +1,5 @@
-"""Linear and Dropout (tinyllm/nn/layers.py), the Module call protocol, and the mixed-device error."""
+"""Linear and Dropout (tinyllm/nn/layers.py), dropout under tl.manual_seed, the Module call protocol
+and the mixed-device error."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,9 @@ from hypothesis import strategies as st
 
 import tinyllm as tl
 import tinyllm.nn.functional as F
-from tinyllm.nn import Dropout, Linear, Module
+from tinyllm.nn import Dropout, Linear, Module, MultiHeadAttention, TransformerBlock
 from tinyllm.ops import Add
+from tinyllm.tensor import apply
 
 pytestmark = pytest.mark.ch08
 
@@ -98,6 +100,55 @@ def test_dropout_layer_is_seeded():
     assert not np.array_equal(first, other)
 
 
+def _under_seed(seed: int, make):
+    """``make()`` right after ``tl.manual_seed(seed)``, as a NumPy array."""
+    tl.manual_seed(seed)
+    return make().numpy()
+
+
+def test_dropout_without_rng_follows_manual_seed():
+    """nn.Dropout() spawns its generator from the one tl.manual_seed seeds: same seed, same mask."""
+    x = tl.ones(16, 16)
+    first, again, other = (_under_seed(s, lambda: Dropout(0.5)(x)) for s in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert set(np.unique(first)) == {0.0, 2.0}
+    layer = Dropout(0.5)
+    assert not np.array_equal(layer(x).numpy(), layer(x).numpy())  # a fresh mask every call
+    first, again = (_under_seed(0, lambda: F.dropout(x, 0.5)) for _ in range(2))
+    np.testing.assert_array_equal(first, again)  # the function draws from the seeded generator
+
+
+def test_attention_dropout_follows_manual_seed():
+    x = tl.tensor(np.random.default_rng(2).standard_normal((2, 5, 8)))
+    q = tl.tensor(np.random.default_rng(3).standard_normal((2, 2, 5, 4)))
+    for make in (lambda: MultiHeadAttention(8, 2, dropout=0.5, dtype=np.float64)(x),
+                 lambda: F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)):
+        first, again, other = (_under_seed(s, make) for s in (0, 0, 1))
+        np.testing.assert_array_equal(first, again)
+        assert np.abs(first - other).max() > 1e-3
+
+
+def test_transformer_block_with_dropout_is_reproducible_under_manual_seed():
+    """One seed fixes a whole block: its initial weights and every dropout mask in it."""
+    x = tl.tensor(np.random.default_rng(4).standard_normal((2, 5, 8)))
+
+    def block_output():
+        return TransformerBlock(8, 2, dropout=0.3, dtype=np.float64)(x, is_causal=True)
+
+    first, again, other = (_under_seed(s, block_output) for s in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+    # the same weights with masks from another seed: only the dropout masks differ
+    tl.manual_seed(0)
+    block = TransformerBlock(8, 2, dropout=0.3, dtype=np.float64)
+    tl.manual_seed(1)
+    twin = TransformerBlock(8, 2, dropout=0.3, dtype=np.float64)
+    twin.load_state_dict(block.state_dict())
+    assert np.abs(block(x).numpy() - twin(x).numpy()).max() > 1e-3
+    np.testing.assert_array_equal(block.eval()(x).numpy(), twin.eval()(x).numpy())
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_dropout_probability_out_of_range(p):
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
@@ -131,4 +182,4 @@ def test_mixing_devices_is_a_clear_error():
     assert on_cpu.device == "cpu" and on_gpu.device == "cuda"
     with pytest.raises(tl.DeviceError, match=r"Add got tensors on 'cpu' and 'cuda'; move one with "
                                              r"\.to\('cpu'\) first"):
-        Add().apply(on_cpu, on_gpu)
+        apply(Add(), on_cpu, on_gpu)

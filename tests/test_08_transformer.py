@@ -546,6 +546,29 @@ def test_decoder_gradcheck_causality_and_memory_mask():
     np.testing.assert_array_equal(decoder(tl.tensor(later), memory, memory_mask).numpy()[:, :2], y[:, :2])
 
 
+def test_encoder_and_decoder_are_one_stack():
+    """TransformerEncoder / TransformerDecoder are TransformerStack's two settings, with its names."""
+    rng = np.random.default_rng(25)
+    encoder, decoder = nn.TransformerEncoder(2, C, H), nn.TransformerDecoder(2, C, H)
+    assert isinstance(encoder, nn.TransformerStack) and isinstance(decoder, nn.TransformerStack)
+    assert (encoder.cross_attention, encoder.is_causal) == (False, False)
+    assert (decoder.cross_attention, decoder.is_causal) == (True, True)
+    assert list(decoder.state_dict())[:2] == ["layers.0.ln1.weight", "layers.0.ln1.bias"]
+    assert "layers.1.cross_attn.q_proj.weight" in decoder.state_dict()
+    # a causal stack without cross-attention (GPT's blocks) equals its blocks called with is_causal
+    stack = nn.TransformerStack(2, C, H, norm_first=True, is_causal=True, rng=rng, dtype=np.float64)
+    x = tl.tensor(rng.standard_normal((2, 4, C)))
+    h = x
+    for block in stack.layers:
+        h = block(h, is_causal=True)
+    np.testing.assert_allclose(stack(x).numpy(), stack.norm(h).numpy(), rtol=0, atol=1e-13)
+    # the decoder's self-attention takes a target mask too; it combines with causality by "and"
+    decoder = nn.TransformerDecoder(1, C, H, rng=rng, dtype=np.float64)
+    memory = tl.tensor(rng.standard_normal((2, 3, C)))
+    everything = np.ones((2, 4), dtype=bool)
+    np.testing.assert_array_equal(decoder(x, memory, mask=everything).numpy(), decoder(x, memory).numpy())
+
+
 def test_block_kv_cache_matches_the_full_causal_pass():
     """Feeding tokens one at a time with a KV cache gives the outputs of one causal pass over all of them."""
     rng = np.random.default_rng(24)

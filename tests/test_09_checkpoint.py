@@ -1,8 +1,9 @@
 """Chapter 09, checkpoints: Module semantics, state dicts, and safetensors files without pickle.
 
-Under test: ``tinyllm/nn/module.py`` (parameter discovery, dotted names, tied weights, train/eval, repr,
-state_dict/load_state_dict, save/load) and ``tinyllm/checkpoint.py`` (the safetensors reader and writer: the
-byte layout parsed by hand, dtypes, metadata, atomic writes, and a clear error for every kind of bad file).
+Under test: ``tinyllm/nn/module.py`` (parameter discovery, dotted names, tied weights, train/eval,
+repr, state_dict/load_state_dict), ``tinyllm/checkpoint/states.py`` (save_model/load_model) and
+``tinyllm/checkpoint/safetensors.py`` (the reader and writer: the byte layout parsed by hand,
+dtypes, metadata, atomic writes, and a clear error for every kind of bad file).
 """
 
 import json
@@ -16,7 +17,13 @@ import numpy as np
 import pytest
 
 import tinyllm as tl
-from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
+from tinyllm.checkpoint import (
+    CheckpointError,
+    load_model,
+    load_safetensors,
+    save_model,
+    save_safetensors,
+)
 from tinyllm.nn import Dropout, Linear, Module, Parameter
 
 pytestmark = pytest.mark.ch09
@@ -69,25 +76,28 @@ IDS = np.array([0, 3, 5, 1])
 def write_raw(path: Path, header, data: bytes = b"", size: int | None = None) -> Path:
     """A safetensors-like file written by hand: 8-byte length, JSON header, data."""
     header_bytes = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(header_bytes) if size is None else size) + header_bytes + data)
+    length = len(header_bytes) if size is None else size
+    path.write_bytes(struct.pack("<Q", length) + header_bytes + data)
     return path
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Module semantics
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_parameters_are_found_with_dotted_names_and_tied_weights_once():
     model = Net()
     names = [name for name, _ in model.named_parameters()]
-    assert names == NAMES  # own parameters first, then children in attribute order; head.weight is embed
+    # own parameters first, then children in attribute order; head.weight is embed
+    assert names == NAMES
     assert len(model.parameters()) == 8
     assert model.head.weight is model.embed
     assert model.num_parameters() == 6 * 4 + 4 + 2 * (16 + 4 + 16)
     assert all(isinstance(p, Parameter) for p in model.parameters())
     assert [type(m).__name__ for m in model.modules()] == [
-        "Net", "Block", "Linear", "Dropout", "Linear", "Block", "Linear", "Dropout", "Linear", "TiedHead"]
+        "Net", "Block", "Linear", "Dropout", "Linear", "Block", "Linear", "Dropout", "Linear",
+        "TiedHead"]
     assert [name for name, _ in model.named_children()] == ["blocks.0", "blocks.1", "head"]
 
 
@@ -100,7 +110,8 @@ def test_tied_weight_gets_both_gradients_and_one_update():
     head_only = Net().eval()
     head_only.head.weight = Parameter(head_only.embed.data.copy())  # untie: two separate matrices
     head_only(IDS).sum().backward()
-    np.testing.assert_allclose(grad_tied, head_only.embed.grad.numpy() + head_only.head.weight.grad.numpy(),
+    np.testing.assert_allclose(grad_tied,
+                               head_only.embed.grad.numpy() + head_only.head.weight.grad.numpy(),
                                rtol=1e-12)
 
 
@@ -139,9 +150,9 @@ def test_astype_casts_every_parameter():
     assert model.head.weight is model.embed  # still tied
 
 
-# --------------------------------------------------------------------------------------------------------
-# state_dict / load_state_dict / save / load
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+# state_dict / load_state_dict / save_model / load_model
+# --------------------------------------------------------------------------------------------------
 
 
 def test_state_dict_holds_copies_named_like_the_parameters():
@@ -158,8 +169,8 @@ def test_state_dict_holds_copies_named_like_the_parameters():
 def test_save_and_load_into_a_fresh_model_gives_identical_outputs(tmp_path):
     model, fresh = Net(seed=0).eval(), Net(seed=1).eval()
     assert not np.allclose(model(IDS).numpy(), fresh(IDS).numpy())
-    model.save(tmp_path / "model.safetensors", metadata={"step": 100})
-    assert fresh.load(tmp_path / "model.safetensors") is fresh
+    save_model(tmp_path / "model.safetensors", model, metadata={"step": 100})
+    assert load_model(tmp_path / "model.safetensors", fresh) is fresh
     np.testing.assert_array_equal(model(IDS).numpy(), fresh(IDS).numpy())
     assert fresh.head.weight is fresh.embed  # loading keeps the tie
     assert load_safetensors(tmp_path / "model.safetensors")[1] == {"step": "100"}
@@ -189,8 +200,8 @@ def test_load_state_dict_errors_name_every_problem():
         Net().load_state_dict(missing)
     with pytest.raises(KeyError, match="not in the model: extra.weight"):
         Net().load_state_dict({**state, "extra.weight": np.zeros(2)})
-    with pytest.raises(KeyError,
-                       match=re.escape("wrong shape: blocks.0.fc.bias: checkpoint (5,), model (4,)")):
+    wrong = "wrong shape: blocks.0.fc.bias: checkpoint (5,), model (4,)"
+    with pytest.raises(KeyError, match=re.escape(wrong)):
         Net().load_state_dict({**state, "blocks.0.fc.bias": np.zeros(5)})
     everything = {**missing, "extra.weight": np.zeros(2), "embed": np.zeros((7, 4))}
     with pytest.raises(KeyError) as info:
@@ -218,17 +229,19 @@ def test_load_state_dict_not_strict_loads_what_matches_and_returns_the_rest():
 def test_load_from_a_file_with_other_names_fails_strictly(tmp_path):
     save_safetensors(tmp_path / "other.safetensors", {"weight": np.zeros((2, 2))})
     with pytest.raises(KeyError, match="not in the model: weight"):
-        Net().load(tmp_path / "other.safetensors")
+        load_model(tmp_path / "other.safetensors", Net())
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The safetensors layout, dtypes and metadata
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_file_layout_is_standard_safetensors(tmp_path):
-    """[8-byte little-endian N][N bytes of JSON][data], offsets relative to the data, arrays back to back."""
-    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], dtype=np.int64)}
+    """[8-byte little-endian N][N bytes of JSON][data], offsets relative to the data, arrays back
+    to back."""
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3),
+              "b": np.array([1, -2], dtype=np.int64)}
     path = tmp_path / "x.safetensors"
     save_safetensors(path, arrays, {"format": "np"})
     raw = path.read_bytes()
@@ -244,8 +257,8 @@ def test_file_layout_is_standard_safetensors(tmp_path):
     assert np.array_equal(np.frombuffer(data[24:40], dtype="<i8"), [1, -2])
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64, np.int32, np.int8, np.uint8,
-                                   np.bool_])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64, np.int32, np.int8,
+                                   np.uint8, np.bool_])
 def test_dtypes_round_trip_exactly(dtype, tmp_path):
     rng = np.random.default_rng(0)
     values = rng.standard_normal((3, 5)) * 100
@@ -259,7 +272,8 @@ def test_dtypes_round_trip_exactly(dtype, tmp_path):
     np.testing.assert_array_equal(loaded["x"], array)
     assert loaded["x"].flags.writeable  # a copy we may train
     assert loaded["empty"].shape == (0, 3) and loaded["empty"].dtype == np.dtype(dtype)
-    assert loaded["nan_inf"].tobytes() == special["nan_inf"].tobytes()  # bit for bit, -0.0 and nan included
+    # bit for bit, -0.0 and nan included
+    assert loaded["nan_inf"].tobytes() == special["nan_inf"].tobytes()
 
 
 def test_big_endian_and_non_contiguous_arrays_are_saved_correctly(tmp_path):
@@ -278,32 +292,35 @@ def test_zero_dimensional_array_keeps_its_shape(tmp_path):
 
 
 def test_metadata_round_trip(tmp_path):
-    metadata = {"step": "1200", "config": json.dumps({"width": 64, "lr": 3e-4}), "note": "ünïcode ✓"}
+    metadata = {"step": "1200", "config": json.dumps({"width": 64, "lr": 3e-4}),
+                "note": "ünïcode ✓"}
     save_safetensors(tmp_path / "m.safetensors", {"w": np.ones(2)}, metadata)
     _, loaded = load_safetensors(tmp_path / "m.safetensors")
     assert loaded == metadata
     assert json.loads(loaded["config"]) == {"width": 64, "lr": 3e-4}
     save_safetensors(tmp_path / "n.safetensors", {"w": np.ones(2)}, {"step": 7, "ok": True})
-    assert load_safetensors(tmp_path / "n.safetensors")[1] == {"step": "7", "ok": "True"}  # values as text
+    # values as text
+    assert load_safetensors(tmp_path / "n.safetensors")[1] == {"step": "7", "ok": "True"}
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Bad files: every one is rejected with a clear error, and nothing is ever unpickled
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at .*nowhere.safetensors: check the path"):
-        Net().load(tmp_path / "nowhere.safetensors")
+    with pytest.raises(FileNotFoundError,
+                       match="no checkpoint at .*nowhere.safetensors: check the path"):
+        load_model(tmp_path / "nowhere.safetensors", Net())
 
 
 def test_truncated_file(tmp_path):
     path = tmp_path / "model.safetensors"
-    Net().save(path)
+    save_model(path, Net())
     raw = path.read_bytes()
     path.write_bytes(raw[:len(raw) // 2])  # cut in half: the header survives, the data does not
     with pytest.raises(CheckpointError, match="the file is truncated or corrupt"):
-        Net().load(path)
+        load_model(path, Net())
     (n,) = struct.unpack("<Q", raw[:8])
     path.write_bytes(raw[:8 + n // 2])  # cut inside the header
     with pytest.raises(CheckpointError, match=f"its header claims {n} bytes"):
@@ -321,11 +338,11 @@ def test_random_bytes_and_json_text_are_rejected(tmp_path):
     json_file = tmp_path / "config.json"
     json_file.write_text(json.dumps({"embed": [[0.0, 1.0]], "gain": [1.0, 1.0]}))
     with pytest.raises(CheckpointError, match="not a valid safetensors checkpoint"):
-        Net().load(json_file)
+        load_model(json_file, Net())
 
 
 class _TouchOnUnpickle:
-    """Unpickling an instance of this calls Path.touch(marker): the kind of code a pickle can run."""
+    """Unpickling an instance of this calls Path.touch(marker): the kind of code pickles can run."""
 
     def __init__(self, marker: Path):
         self.marker = marker
@@ -344,7 +361,7 @@ def test_pickle_file_is_rejected_without_being_unpickled(tmp_path):
         path = tmp_path / f"model_{protocol}.pt"
         path.write_bytes(pickle.dumps({"embed": _TouchOnUnpickle(marker)}, protocol=protocol))
         with pytest.raises(CheckpointError, match="not a valid safetensors checkpoint"):
-            Net().load(path)
+            load_model(path, Net())
     assert not marker.exists()
 
 
@@ -355,7 +372,8 @@ def test_header_claiming_a_wrong_size(tmp_path):
     (n,) = struct.unpack("<Q", raw[:8])
     raw[:8] = struct.pack("<Q", len(raw))  # more than the file holds
     path.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match=f"its header claims {len(raw)} bytes but the file has"):
+    with pytest.raises(CheckpointError,
+                       match=f"its header claims {len(raw)} bytes but the file has"):
         load_safetensors(path)
     raw[:8] = struct.pack("<Q", n - 3)  # less: the JSON is cut
     path.write_bytes(bytes(raw))
@@ -371,8 +389,10 @@ def test_header_entries_that_do_not_fit_the_data(tmp_path):
     data = np.ones(4, dtype="<f4").tobytes()  # 16 bytes
     cases = [
         ({"w": {"dtype": "F32", "shape": [5], "data_offsets": [0, 20]}}, "needs bytes 0..20 of 16"),
-        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}, "expected 16 bytes for shape"),
-        ({"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}}, "malformed header entry for 'w'"),
+        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}},
+         "expected 16 bytes for shape"),
+        ({"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}},
+         "malformed header entry for 'w'"),
         ({"w": {"dtype": "F32", "shape": [4]}}, "malformed header entry for 'w'"),
         ({"w": 5}, "malformed header entry for 'w'"),
     ]
@@ -394,25 +414,25 @@ def test_malformed_headers_are_checkpoint_errors(header, tmp_path):
         load_safetensors(path)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Atomic writes
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_failing_save_keeps_the_old_checkpoint_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "model.safetensors"
-    Net().save(path)
+    save_model(path, Net())
     before = path.read_bytes()
     with pytest.raises(TypeError, match="cannot save 'z': dtype complex128 is not one of"):
         save_safetensors(path, {"w": np.ones(3), "z": np.ones(2, dtype=np.complex128)})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
-    np.testing.assert_array_equal(Net(seed=9).load(path).embed.data, Net().embed.data)
+    np.testing.assert_array_equal(load_model(path, Net(seed=9)).embed.data, Net().embed.data)
 
 
 def test_save_interrupted_while_writing_leaves_no_temporary_file(tmp_path, monkeypatch):
     path = tmp_path / "model.safetensors"
-    Net().save(path)
+    save_model(path, Net())
     before = path.read_bytes()
 
     def disk_full(fd):
@@ -420,14 +440,14 @@ def test_save_interrupted_while_writing_leaves_no_temporary_file(tmp_path, monke
 
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        Net(seed=1).save(path)
+        save_model(path, Net(seed=1))
     assert path.read_bytes() == before  # this part holds already
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
 
 
 def test_save_creates_parent_folders_and_overwrites(tmp_path):
     path = tmp_path / "runs" / "a" / "model.safetensors"
-    Net(seed=1).save(path)
-    Net(seed=2).save(path)  # overwrite
-    np.testing.assert_array_equal(Net().load(path).embed.data, Net(seed=2).embed.data)
+    save_model(path, Net(seed=1))
+    save_model(path, Net(seed=2))  # overwrite
+    np.testing.assert_array_equal(load_model(path, Net()).embed.data, Net(seed=2).embed.data)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.safetensors"]

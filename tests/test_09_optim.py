@@ -1,8 +1,9 @@
 """Chapter 09, optimizers: SGD, Adam, AdamW, schedules, clipping, state dicts, accumulation.
 
-Each optimizer is compared over several steps, with a new random gradient each step, with the chapter's update
-formulas written out below in plain NumPy (eqs. 9.1-9.10); then the schedules (9.11, 9.12), clipping (9.13),
-gradient accumulation (9.14), exact resume from a saved state, parameter groups and every error message.
+Each optimizer is compared over several steps, with a new random gradient each step, with the
+chapter's update formulas written out below in plain NumPy (eqs. 9.1-9.10); then the schedules
+(9.11, 9.12), clipping (9.13), gradient accumulation (9.14), exact resume from a saved state,
+parameter groups and every error message.
 """
 
 import functools
@@ -17,7 +18,15 @@ from hypothesis import strategies as st
 
 import tinyllm as tl
 from tinyllm import optim
-from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
+from tinyllm.checkpoint import (
+    CheckpointError,
+    load_optimizer,
+    load_safetensors,
+    optimizer_state_from_arrays,
+    optimizer_state_to_arrays,
+    save_optimizer,
+    save_safetensors,
+)
 from tinyllm.nn import Linear, Module, Parameter
 
 pytestmark = pytest.mark.ch09
@@ -33,7 +42,8 @@ def make_params(shapes=SHAPES, seed=0, dtype=np.float64) -> list[Parameter]:
 def gradient_sequence(shapes=SHAPES, steps=5, seed=1, dtype=np.float64) -> list[list[np.ndarray]]:
     """A new random gradient for every parameter at every step, with scales from 1e-3 to 10."""
     rng = np.random.default_rng(seed)
-    return [[np.asarray(rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 1), dtype=dtype) for s in shapes]
+    return [[np.asarray(rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 1), dtype=dtype)
+             for s in shapes]
             for _ in range(steps)]
 
 
@@ -45,9 +55,9 @@ def run(optimizer, params, gradients) -> None:
         optimizer.step()
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The chapter's formulas, written out in NumPy (one parameter at a time, no in-place tricks)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def sgd_reference(theta, gradients, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
@@ -61,7 +71,8 @@ def sgd_reference(theta, gradients, lr, momentum=0.0, weight_decay=0.0, nesterov
     return theta
 
 
-def adam_reference(theta, gradients, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+def adam_reference(theta, gradients, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                   decoupled=False):
     beta1, beta2 = betas
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     for t, g in enumerate(gradients, start=1):
@@ -85,9 +96,9 @@ def assert_matches_reference(optimizer, params, gradients, reference):
         assert not np.allclose(p.data, start[i])  # the parameters did move
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Updates against the formulas
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("momentum, nesterov, weight_decay", [
@@ -96,9 +107,10 @@ def assert_matches_reference(optimizer, params, gradients, reference):
 ])
 def test_sgd_matches_formula(momentum, nesterov, weight_decay):
     params, gradients = make_params(), gradient_sequence()
-    optimizer = optim.SGD(params, lr=0.05, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    reference = functools.partial(sgd_reference, lr=0.05, momentum=momentum, weight_decay=weight_decay,
-                                  nesterov=nesterov)
+    optimizer = optim.SGD(params, lr=0.05, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=nesterov)
+    reference = functools.partial(sgd_reference, lr=0.05, momentum=momentum,
+                                  weight_decay=weight_decay, nesterov=nesterov)
     assert_matches_reference(optimizer, params, gradients, reference)
 
 
@@ -115,7 +127,8 @@ def test_adam_matches_formula(weight_decay):
 def test_adamw_matches_formula(weight_decay):
     params, gradients = make_params(), gradient_sequence()
     optimizer = optim.AdamW(params, lr=0.02, weight_decay=weight_decay)
-    reference = functools.partial(adam_reference, lr=0.02, weight_decay=weight_decay, decoupled=True)
+    reference = functools.partial(adam_reference, lr=0.02, weight_decay=weight_decay,
+                                  decoupled=True)
     assert_matches_reference(optimizer, params, gradients, reference)
 
 
@@ -129,15 +142,15 @@ def test_adamw_matches_formula(weight_decay):
     steps=st.integers(1, 6),
     seed=st.integers(0, 2**16),
 )
-def test_adam_and_adamw_match_formula_for_any_settings(shape, lr, beta1, beta2, weight_decay, decoupled,
-                                                       steps, seed):
+def test_adam_and_adamw_match_formula_for_any_settings(shape, lr, beta1, beta2, weight_decay,
+                                                       decoupled, steps, seed):
     params, gradients = make_params([shape], seed), gradient_sequence([shape], steps, seed + 1)
     kind = optim.AdamW if decoupled else optim.Adam
     optimizer = kind(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
     start = params[0].data.copy()
     run(optimizer, params, gradients)
-    expected = adam_reference(start, [g[0] for g in gradients], lr, (beta1, beta2), 1e-8, weight_decay,
-                              decoupled)
+    expected = adam_reference(start, [g[0] for g in gradients], lr, (beta1, beta2), 1e-8,
+                              weight_decay, decoupled)
     np.testing.assert_allclose(params[0].data, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -151,15 +164,18 @@ def test_adam_and_adamw_match_formula_for_any_settings(shape, lr, beta1, beta2, 
 def test_sgd_matches_formula_for_any_settings(shape, momentum, nesterov, weight_decay, seed):
     nesterov = nesterov and momentum > 0
     params, gradients = make_params([shape], seed), gradient_sequence([shape], 4, seed + 1)
-    optimizer = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    optimizer = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=nesterov)
     start = params[0].data.copy()
     run(optimizer, params, gradients)
-    expected = sgd_reference(start, [g[0] for g in gradients], 0.1, momentum, weight_decay, nesterov)
+    expected = sgd_reference(start, [g[0] for g in gradients], 0.1, momentum, weight_decay,
+                             nesterov)
     np.testing.assert_allclose(params[0].data, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_adam_first_step_has_size_lr_whatever_the_gradient_scale():
-    """Bias correction (eq. 9.8) at t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps)."""
+    """Bias correction (eq. 9.8) at t = 1: m_hat = g, v_hat = g^2, so the step is
+    lr * g / (|g| + eps)."""
     gradient = np.array([1e-3, -0.5, 2.0, -300.0])
     p = Parameter(np.zeros(4))
     optimizer = optim.Adam([p], lr=0.01)
@@ -171,8 +187,9 @@ def test_adam_first_step_has_size_lr_whatever_the_gradient_scale():
 
 
 def test_adamw_decay_differs_from_adam_l2():
-    """With a zero loss gradient: AdamW shrinks theta by lr*lambda*theta (eq. 9.10), but Adam + L2 feeds
-    lambda*theta through the adaptive scaling and moves every weight by ~lr, whatever lambda is."""
+    """With a zero loss gradient: AdamW shrinks theta by lr*lambda*theta (eq. 9.10), but Adam + L2
+    feeds lambda*theta through the adaptive scaling and moves every weight by ~lr, whatever lambda
+    is."""
     theta = np.array([3.0, -0.2, 1e-2])
     lr, weight_decay = 0.01, 0.1
     adam_param, adamw_param = Parameter(theta.copy()), Parameter(theta.copy())
@@ -183,9 +200,11 @@ def test_adamw_decay_differs_from_adam_l2():
         optimizer.step()
     np.testing.assert_allclose(adamw_param.data, theta * (1 - lr * weight_decay), rtol=1e-12)
     decay_gradient = weight_decay * theta  # m_hat = g, v_hat = g^2 at t = 1 (eq. 9.8)
-    np.testing.assert_allclose(adam_param.data, theta - lr * decay_gradient / (np.abs(decay_gradient) + 1e-8),
+    np.testing.assert_allclose(adam_param.data,
+                               theta - lr * decay_gradient / (np.abs(decay_gradient) + 1e-8),
                                rtol=1e-12)
-    np.testing.assert_allclose(np.abs(adam_param.data - theta), lr, rtol=1e-4)  # ~lr for every weight
+    # ~lr for every weight
+    np.testing.assert_allclose(np.abs(adam_param.data - theta), lr, rtol=1e-4)
     assert np.all(np.abs(adam_param.data - adamw_param.data) > 5e-3)
 
     # and with a gradient, over several steps, the two trajectories differ
@@ -245,9 +264,9 @@ def test_optimizer_on_device_matches_cpu(device):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Parameter groups, skipped parameters, zero_grad
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_param_groups_with_their_own_learning_rates():
@@ -258,7 +277,8 @@ def test_param_groups_with_their_own_learning_rates():
     gradients = gradient_sequence(steps=1)
     run(optimizer, params, gradients)
     for i, p in enumerate(params):
-        np.testing.assert_allclose(p.data, start[i] - (0.5 if i < 2 else 0.01) * gradients[0][i], rtol=1e-12)
+        np.testing.assert_allclose(p.data, start[i] - (0.5 if i < 2 else 0.01) * gradients[0][i],
+                                   rtol=1e-12)
 
 
 class TinyNet(Module):
@@ -290,8 +310,8 @@ def test_param_groups_for_weight_decay_leaves_vectors_alone():
 
 
 def test_parameter_without_gradient_is_skipped():
-    """A parameter with grad None keeps its value, gets no state, and its own Adam step count (t) is not
-    advanced: bias correction uses the number of updates it actually received, as in PyTorch."""
+    """A parameter with grad None keeps its value, gets no state, and its own Adam step count (t) is
+    not advanced: bias correction uses the number of updates it actually received, as in PyTorch."""
     used, unused = make_params([(3,), (2,)])
     start = unused.data.copy()
     optimizer = optim.Adam([used, unused], lr=0.1)
@@ -304,7 +324,8 @@ def test_parameter_without_gradient_is_skipped():
     for step_grads in gradients[1:]:
         used.grad, unused.grad = tl.Tensor(step_grads[0].copy()), tl.Tensor(step_grads[1].copy())
         optimizer.step()
-    assert optimizer.state[0]["step"] == 3 and optimizer.state[1]["step"] == 2 and optimizer.step_count == 3
+    assert optimizer.state[0]["step"] == 3 and optimizer.state[1]["step"] == 2
+    assert optimizer.step_count == 3
     expected = adam_reference(unused_start, [g[1] for g in gradients[1:]], lr=0.1)
     np.testing.assert_allclose(unused.data, expected, rtol=1e-12)
 
@@ -319,9 +340,9 @@ def test_zero_grad_sets_gradients_to_none():
     assert all(p.grad is None for p in model.parameters())
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Gradient clipping (eq. 9.13)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm_before():
@@ -349,7 +370,8 @@ def test_clip_grad_norm_below_the_threshold_leaves_gradients_untouched():
     assert norm == pytest.approx(math.sqrt(0.14 + 0.04), rel=1e-12)
     np.testing.assert_array_equal(p.grad.data, before[0])
     np.testing.assert_array_equal(q.grad.data, before[1])
-    assert optim.clip_grad_norm_(p, max_norm=1.0) == pytest.approx(math.sqrt(0.14))  # one tensor works
+    # one tensor works
+    assert optim.clip_grad_norm_(p, max_norm=1.0) == pytest.approx(math.sqrt(0.14))
     with pytest.raises(ValueError, match="max_norm must be > 0, got -1"):
         optim.clip_grad_norm_([p], max_norm=-1)
 
@@ -359,20 +381,23 @@ def test_clip_grad_norm_float32():
     p.grad = tl.Tensor(np.full(1000, 0.5, dtype=np.float32))
     assert optim.clip_grad_norm_([p], 1.0) == pytest.approx(0.5 * math.sqrt(1000), rel=1e-6)
     assert p.grad.dtype == np.float32
-    assert float(np.sqrt((p.grad.data.astype(np.float64) ** 2).sum())) == pytest.approx(1.0, rel=1e-5)
+    clipped_norm = float(np.sqrt((p.grad.data.astype(np.float64) ** 2).sum()))
+    assert clipped_norm == pytest.approx(1.0, rel=1e-5)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Schedules (eqs. 9.11, 9.12)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_warmup_cosine_values():
-    schedule = functools.partial(optim.warmup_cosine, max_lr=1.0, min_lr=0.1, warmup_steps=4, total_steps=14)
+    schedule = functools.partial(optim.warmup_cosine, max_lr=1.0, min_lr=0.1, warmup_steps=4,
+                                 total_steps=14)
     assert [schedule(s) for s in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8], abs=1e-15)
     assert schedule(4) == 1.0  # the peak, at step == warmup_steps
     assert schedule(9) == pytest.approx(0.1 + 0.5 * 0.9, abs=1e-15)  # halfway down the cosine
-    assert schedule(14) == pytest.approx(0.1, abs=1e-15) and schedule(1000) == pytest.approx(0.1, abs=1e-15)
+    assert schedule(14) == pytest.approx(0.1, abs=1e-15)
+    assert schedule(1000) == pytest.approx(0.1, abs=1e-15)
     lrs = np.array([schedule(s) for s in range(30)])
     assert np.all(np.diff(lrs[:5]) > 0)  # warm-up rises
     assert np.all(np.diff(lrs[4:15]) < 0)  # the cosine decays strictly to the end
@@ -391,14 +416,17 @@ def test_inverse_sqrt_schedule():
     d_model, warmup = 512, 4000
     schedule = functools.partial(optim.inverse_sqrt, d_model=d_model, warmup_steps=warmup)
     peak = d_model ** -0.5 * warmup ** -0.5
-    assert schedule(warmup - 1) == pytest.approx(peak, rel=1e-12)  # update number `warmup` (1-based)
+    # update number `warmup` (1-based)
+    assert schedule(warmup - 1) == pytest.approx(peak, rel=1e-12)
     steps = np.arange(0, 3 * warmup, 97)
     lrs = np.array([schedule(int(s)) for s in steps])
     assert lrs.max() <= peak * (1 + 1e-12)
-    np.testing.assert_allclose(lrs[steps < warmup], peak * (steps[steps < warmup] + 1) / warmup, rtol=1e-12)
+    np.testing.assert_allclose(lrs[steps < warmup], peak * (steps[steps < warmup] + 1) / warmup,
+                               rtol=1e-12)
     late = steps >= warmup
     np.testing.assert_allclose(lrs[late], d_model ** -0.5 / np.sqrt(steps[late] + 1), rtol=1e-12)
-    assert schedule(4 * warmup - 1) == pytest.approx(peak / 2, rel=1e-12)  # 1/sqrt: 4x the steps, half
+    # 1/sqrt: 4x the steps, half
+    assert schedule(4 * warmup - 1) == pytest.approx(peak / 2, rel=1e-12)
     with pytest.raises(ValueError, match="d_model and warmup_steps must be > 0, got 512 and 0"):
         optim.inverse_sqrt(0, 512, 0)
     with pytest.raises(ValueError, match="step must be >= 0, got -3"):
@@ -410,7 +438,8 @@ def test_set_lr_and_scheduler():
     optimizer = optim.AdamW([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}], lr=0.1)
     optim.set_lr(optimizer, 0.25)
     assert [g["lr"] for g in optimizer.param_groups] == [0.25, 0.25]
-    schedule = functools.partial(optim.warmup_cosine, max_lr=1.0, min_lr=0.0, warmup_steps=2, total_steps=6)
+    schedule = functools.partial(optim.warmup_cosine, max_lr=1.0, min_lr=0.0, warmup_steps=2,
+                                 total_steps=6)
     scheduler = optim.LRScheduler(optimizer, schedule)
     assert [scheduler.step() for _ in range(3)] == [schedule(0), schedule(1), schedule(2)]
     assert optimizer.param_groups[1]["lr"] == schedule(2)
@@ -421,12 +450,13 @@ def test_set_lr_and_scheduler():
         optim.set_lr(optimizer, -1)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Exact resume from a saved optimizer state
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 OPTIMIZERS = {
-    "sgd": lambda groups: optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True),
+    "sgd": lambda groups: optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=0.01,
+                                    nesterov=True),
     "adam": lambda groups: optim.Adam(groups, lr=0.01, weight_decay=0.01),
     "adamw": lambda groups: optim.AdamW(groups, lr=0.01, weight_decay=0.1),
 }
@@ -439,27 +469,27 @@ def two_groups(params):
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("through", ["memory", "file"])
 def test_state_dict_round_trip_resumes_exactly(kind, through, tmp_path):
-    """3 steps, save, 3 more; versus: restore the saved parameters and optimizer state into fresh objects and
-    run the same 3 steps. The parameters must be bit-for-bit identical (float32, as in training)."""
-    # (no 0-d parameter through a file: checkpoint.py saves a 0-d array with shape (1,), see the report)
-    shapes = SHAPES if through == "memory" else [(3, 4), (4,), (2, 3, 2), (1,)]
-    gradients = gradient_sequence(shapes, steps=6, dtype=np.float32)
-    params = make_params(shapes, dtype=np.float32)
+    """3 steps, save, 3 more; versus: restore the saved parameters and optimizer state into fresh
+    objects and run the same 3 steps. The parameters must be bit-for-bit identical (float32, as in
+    training)."""
+    gradients = gradient_sequence(SHAPES, steps=6, dtype=np.float32)  # a 0-d parameter included
+    params = make_params(SHAPES, dtype=np.float32)
     optimizer = OPTIMIZERS[kind](two_groups(params))
     run(optimizer, params, gradients[:3])
     saved_params = [p.data.copy() for p in params]
     if through == "memory":
         state = optimizer.state_dict()
     else:
-        optimizer.save(tmp_path / "optimizer.safetensors", metadata={"note": "step 3"})
+        save_optimizer(tmp_path / "optimizer.safetensors", optimizer, metadata={"note": "step 3"})
     run(optimizer, params, gradients[3:])
 
     fresh = [Parameter(array.copy()) for array in saved_params]
-    resumed = OPTIMIZERS[kind]([{"params": fresh[:2]}, {"params": fresh[2:]}])  # settings come from the state
+    # settings come from the state
+    resumed = OPTIMIZERS[kind]([{"params": fresh[:2]}, {"params": fresh[2:]}])
     if through == "memory":
         resumed.load_state_dict(state)
     else:
-        resumed.load(tmp_path / "optimizer.safetensors")
+        assert load_optimizer(tmp_path / "optimizer.safetensors", resumed) is resumed
         assert load_safetensors(tmp_path / "optimizer.safetensors")[1]["note"] == "step 3"
     assert resumed.step_count == 3 and resumed.param_groups[1]["lr"] == 0.003
     run(resumed, fresh, gradients[3:])
@@ -474,22 +504,23 @@ def test_state_dict_is_a_copy_of_plain_arrays_and_numbers():
     run(optimizer, params, gradient_sequence(steps=2))
     state = optimizer.state_dict()
     assert state["type"] == "AdamW" and state["step_count"] == 2
-    assert state["param_groups"] == [{"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01,
-                                      "params": [0, 1, 2, 3]}]
+    assert state["param_groups"] == [{"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8,
+                                      "weight_decay": 0.01, "params": [0, 1, 2, 3]}]
     assert set(state["state"]) == {0, 1, 2, 3}
     assert set(state["state"][0]) == {"step", "m", "v"} and state["state"][0]["step"] == 2
     assert all(isinstance(state["state"][i]["m"], np.ndarray) for i in range(4))
     state["state"][0]["m"][...] = 123.0  # changing the copy leaves the optimizer alone
     assert not np.any(optimizer.state[0]["m"] == 123.0)
     # the trainer's layout: arrays for safetensors, the rest JSON
-    arrays, numbers = optim.optimizer_state_to_arrays(state)
-    assert sorted(arrays) == sorted(f"optimizer.{i}.{name}" for i in range(4) for name in ("m", "v"))
+    arrays, numbers = optimizer_state_to_arrays(state)
+    assert sorted(arrays) == sorted(f"optimizer.{i}.{name}"
+                                    for i in range(4) for name in ("m", "v"))
     assert json.loads(json.dumps(numbers))["state"]["1"] == {"step": 2}
 
 
 def test_model_and_optimizer_in_one_file_resume_exactly(tmp_path):
-    """A trainer's checkpoint: model weights and optimizer moments in one safetensors file, numbers in
-    JSON."""
+    """A trainer's checkpoint: model weights and optimizer moments in one safetensors file, numbers
+    in JSON."""
     x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
 
     def train(model, optimizer, steps):
@@ -502,7 +533,7 @@ def test_model_and_optimizer_in_one_file_resume_exactly(tmp_path):
     model = Linear(3, 2, rng=np.random.default_rng(1))
     optimizer = optim.AdamW(optim.param_groups_for_weight_decay(model, 0.1), lr=0.01)
     train(model, optimizer, 3)
-    arrays, numbers = optim.optimizer_state_to_arrays(optimizer.state_dict())
+    arrays, numbers = optimizer_state_to_arrays(optimizer.state_dict())
     save_safetensors(tmp_path / "ckpt.safetensors", {**model.state_dict(), **arrays},
                      {"optimizer": json.dumps(numbers)})
     train(model, optimizer, 3)
@@ -511,7 +542,7 @@ def test_model_and_optimizer_in_one_file_resume_exactly(tmp_path):
     fresh = Linear(3, 2, rng=np.random.default_rng(99))
     fresh.load_state_dict({k: v for k, v in loaded.items() if not k.startswith("optimizer.")})
     resumed = optim.AdamW(optim.param_groups_for_weight_decay(fresh, 0.1), lr=0.01)
-    resumed.load_state_dict(optim.optimizer_state_from_arrays(loaded, json.loads(metadata["optimizer"])))
+    resumed.load_state_dict(optimizer_state_from_arrays(loaded, json.loads(metadata["optimizer"])))
     train(fresh, resumed, 3)
     np.testing.assert_array_equal(fresh.weight.data, model.weight.data)
     np.testing.assert_array_equal(fresh.bias.data, model.bias.data)
@@ -527,22 +558,23 @@ def test_load_state_dict_errors(tmp_path):
     with pytest.raises(ValueError, match=re.escape("groups of sizes [4], this optimizer [2, 2]")):
         params2 = make_params()
         optim.Adam([{"params": params2[:2]}, {"params": params2[2:]}]).load_state_dict(state)
-    with pytest.raises(ValueError, match=re.escape("optimizer state 'm' of parameter 0 has shape (3, 4), "
-                                                   "the parameter has (4, 3)")):
+    with pytest.raises(ValueError, match=re.escape("optimizer state 'm' of parameter 0 has shape "
+                                                   "(3, 4), the parameter has (4, 3)")):
         optim.Adam(make_params([(4, 3), (4,), (2, 3, 2), ()])).load_state_dict(state)
     save_safetensors(tmp_path / "weights.safetensors", {"w": np.zeros(2)})
     with pytest.raises(CheckpointError, match="holds no optimizer state"):
-        optim.Adam(make_params()).load(tmp_path / "weights.safetensors")
+        load_optimizer(tmp_path / "weights.safetensors", optim.Adam(make_params()))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Gradient accumulation (eq. 9.14)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_gradient_accumulation_equals_one_large_batch():
-    """k micro-batches of size b, each loss scaled by 1/k, backward k times (the engine adds into .grad),
-    one step: the same update as one batch of size k*b, because the mean over k*b is the mean of k means."""
+    """k micro-batches of size b, each loss scaled by 1/k, backward k times (the engine adds into
+    .grad), one step: the same update as one batch of size k*b, because the mean over k*b is the
+    mean of k means."""
     rng = np.random.default_rng(0)
     k, b = 4, 3
     x, y = rng.standard_normal((k * b, 5)), rng.standard_normal((k * b, 2))  # (B, C), (B, 2)
@@ -552,7 +584,8 @@ def test_gradient_accumulation_equals_one_large_batch():
 
     big, small = Linear(5, 2, rng=np.random.default_rng(1), dtype=np.float64), \
         Linear(5, 2, rng=np.random.default_rng(1), dtype=np.float64)
-    big_opt, small_opt = optim.AdamW(big.parameters(), lr=0.1), optim.AdamW(small.parameters(), lr=0.1)
+    big_opt = optim.AdamW(big.parameters(), lr=0.1)
+    small_opt = optim.AdamW(small.parameters(), lr=0.1)
     for _ in range(3):
         mse(big, x, y).backward()
         for j in range(k):
@@ -565,9 +598,9 @@ def test_gradient_accumulation_equals_one_large_batch():
         np.testing.assert_allclose(q.data, p.data, rtol=1e-12, atol=1e-14)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Convergence on the chapter's test functions
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def quadratic(p):
@@ -586,7 +619,8 @@ def rosenbrock(p):
     (quadratic, [2.0, 1.0], [0.0, 0.0], lambda ps: optim.Adam(ps, lr=0.05)),
     (quadratic, [2.0, 1.0], [0.0, 0.0], lambda ps: optim.AdamW(ps, lr=0.05, weight_decay=0.1)),
     (rosenbrock, [-1.5, 2.0], [1.0, 1.0], lambda ps: optim.SGD(ps, lr=1e-3, momentum=0.9)),
-    (rosenbrock, [-1.5, 2.0], [1.0, 1.0], lambda ps: optim.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True)),
+    (rosenbrock, [-1.5, 2.0], [1.0, 1.0],
+     lambda ps: optim.SGD(ps, lr=1e-3, momentum=0.9, nesterov=True)),
     (rosenbrock, [-1.5, 2.0], [1.0, 1.0], lambda ps: optim.Adam(ps, lr=0.02)),
     (rosenbrock, [-1.5, 2.0], [1.0, 1.0], lambda ps: optim.AdamW(ps, lr=0.02, weight_decay=0.0)),
 ])
@@ -600,34 +634,41 @@ def test_optimizers_converge(function, start, minimum, make):
     np.testing.assert_allclose(p.data, minimum, atol=1e-3)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Errors
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("build, error, message", [
     (lambda ps: optim.SGD(ps, lr=-0.1), ValueError, "invalid learning rate -0.1: it must be >= 0"),
     (lambda ps: optim.Adam(ps, lr=float("nan")), ValueError, "invalid learning rate nan"),
     (lambda ps: optim.SGD(ps, lr=0.1, momentum=-0.5), ValueError, "invalid momentum -0.5"),
-    (lambda ps: optim.SGD(ps, lr=0.1, nesterov=True), ValueError, "Nesterov momentum needs momentum > 0"),
+    (lambda ps: optim.SGD(ps, lr=0.1, nesterov=True), ValueError,
+     "Nesterov momentum needs momentum > 0"),
     (lambda ps: optim.SGD(ps, lr=0.1, weight_decay=-1), ValueError, "invalid weight_decay -1"),
     (lambda ps: optim.Adam(ps, betas=(0.9, 1.0)), ValueError,
      re.escape("invalid betas (0.9, 1.0): need two")),
-    (lambda ps: optim.Adam(ps, betas=(-0.1, 0.9)), ValueError, re.escape("invalid betas (-0.1, 0.9)")),
+    (lambda ps: optim.Adam(ps, betas=(-0.1, 0.9)), ValueError,
+     re.escape("invalid betas (-0.1, 0.9)")),
     (lambda ps: optim.AdamW(ps, betas=(0.9, 0.99, 0.9)), ValueError, "invalid betas"),
     (lambda ps: optim.AdamW(ps, eps=-1e-8), ValueError, "invalid eps -1e-08"),
     (lambda ps: optim.Adam([{"params": ps[:1], "lr": -1.0}, {"params": ps[1:]}]), ValueError,
      "invalid learning rate -1.0"),
     (lambda ps: optim.SGD([], lr=0.1), ValueError, "empty parameter list: pass model.parameters()"),
     (lambda ps: optim.Adam([{"params": []}]), ValueError, "Adam got an empty parameter list"),
-    (lambda ps: optim.SGD(ps[0], lr=0.1), TypeError, re.escape("got one Tensor: wrap it in a list, [p]")),
-    (lambda ps: optim.SGD(TinyNet(), lr=0.1), TypeError, re.escape("got a Module: pass model.parameters()")),
+    (lambda ps: optim.SGD(ps[0], lr=0.1), TypeError,
+     re.escape("got one Tensor: wrap it in a list, [p]")),
+    (lambda ps: optim.SGD(TinyNet(), lr=0.1), TypeError,
+     re.escape("got a Module: pass model.parameters()")),
     (lambda ps: optim.SGD([ps[0], {"params": ps[1:]}], lr=0.1), TypeError,
      "mixes Parameters and group dicts"),
-    (lambda ps: optim.SGD([{"lr": 0.1}], lr=0.1), ValueError, "a parameter group needs a 'params' entry"),
+    (lambda ps: optim.SGD([{"lr": 0.1}], lr=0.1), ValueError,
+     "a parameter group needs a 'params' entry"),
     (lambda ps: optim.SGD([ps[0], ps[0]], lr=0.1), ValueError, "a parameter appears twice"),
-    (lambda ps: optim.SGD([np.zeros(3)], lr=0.1), TypeError, "an optimizer updates Tensors .* got a ndarray"),
-    (lambda ps: optim.SGD([ps[0] * 2], lr=0.1), ValueError, "cannot optimize a tensor made by an op"),
+    (lambda ps: optim.SGD([np.zeros(3)], lr=0.1), TypeError,
+     "an optimizer updates Tensors .* got a ndarray"),
+    (lambda ps: optim.SGD([ps[0] * 2], lr=0.1), ValueError,
+     "cannot optimize a tensor made by an op"),
 ])
 def test_optimizer_errors(build, error, message):
     with pytest.raises(error, match=message):

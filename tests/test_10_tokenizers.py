@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyllm.data import load_corpus
+from tinyllm.corpus import load_corpus
 from tinyllm.tokenizers import (
     PRETOKENIZE,
     BPETokenizer,

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import tinyllm as tl
 from tinyllm.models import GPT, GPTConfig, gpt_parameter_count
 from tinyllm.nn import KVCache
+from tinyllm.objectives import LanguageModelTask, get_batch, next_token_loss
 from tinyllm.sampling import filter_logits, sample_next
 
 pytestmark = pytest.mark.ch11
@@ -230,7 +231,7 @@ def test_initialisation_is_seeded():
 def test_too_long_input_is_a_clear_error():
     model = tiny_gpt()
     with pytest.raises(ValueError,
-                       match=r"sequence of 9 positions is longer than the context context_length = 8"):
+                       match=r"sequence of 9 positions is longer than the context_length = 8"):
         model(random_ids((1, 9)))
     model(random_ids((1, 8)))  # exactly context_length is fine
 
@@ -498,3 +499,62 @@ def test_bad_sampling_arguments_raise():
 def test_non_integer_top_k_is_a_clear_error():
     with pytest.raises((TypeError, ValueError), match=r"top_k must be a positive integer"):
         filter_logits(np.zeros((2, 5)), top_k=2.5)
+
+
+# ========================================================================================================
+# The objective (tinyllm/objectives/language_model.py): shifted windows and the loss of eq. 11.2
+# ========================================================================================================
+
+
+def test_get_batch_windows_and_shift():
+    tokens = np.arange(1000, 1100, dtype=np.uint16)
+    x, y = get_batch(tokens, batch_size=8, context_length=16, rng=np.random.default_rng(0))
+    starts = np.random.default_rng(0).integers(0, 100 - 16 - 1, 8)   # the reference's draw
+    assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == np.int64
+    np.testing.assert_array_equal(x[:, 0], 1000 + starts)
+    np.testing.assert_array_equal(x, 1000 + starts[:, None] + np.arange(16))
+    np.testing.assert_array_equal(y, x + 1)                           # y is x shifted by one
+
+
+def test_get_batch_shortest_data_and_error():
+    x, y = get_batch(np.arange(6), batch_size=3, context_length=4, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(x, np.tile(np.arange(4), (3, 1)))   # only start 0 fits
+    np.testing.assert_array_equal(y, x + 1)
+    with pytest.raises(ValueError, match=r"needs at least T \+ 2 = 6"):
+        get_batch(np.arange(5), batch_size=3, context_length=4, rng=np.random.default_rng(1))
+
+
+def test_next_token_loss_is_eq_11_2():
+    """The mean over B T positions of -log softmax(z_{b,t})[y_{b,t}], and its gradient (eq. 3.11)."""
+    rng = np.random.default_rng(4)
+    z, y = rng.normal(size=(3, 5, 7)), rng.integers(0, 7, size=(3, 5))
+    logits = tl.tensor(z, requires_grad=True)
+    loss = next_token_loss(logits, y)
+    loss.backward()
+    log_probs = numpy_log_softmax(z)
+    expected = -np.take_along_axis(log_probs, y[..., None], axis=-1).mean()
+    assert loss.item() == pytest.approx(expected, rel=1e-13)
+    np.testing.assert_allclose(logits.grad.numpy(), (np.exp(log_probs) - np.eye(7)[y]) / 15,
+                               rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"next_token_loss expected logits \(B, T, V\), got \(5, 7\)"):
+        next_token_loss(tl.tensor(z[0]), y[0])
+    with pytest.raises(ValueError, match=r"next_token_loss expected targets of shape \(B, T\)"):
+        next_token_loss(logits, y[:, :4])
+
+
+def test_language_model_task_loss_is_next_token_loss_of_the_model():
+    """The trainer's loss is eq. 11.2 on the model's logits: the same number the model computes."""
+    train_ids = random_ids(200, 12)
+    task = LanguageModelTask(train_ids, train_ids[:50], batch_size=4, context_length=TINY.context_length)
+    model = tiny_gpt()
+    x, y = task.batch("train", np.random.default_rng(2))
+    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+    with tl.no_grad():
+        loss = task.loss(model, (x, y)).item()
+        logits, own = model(x, y)
+    log_probs = numpy_log_softmax(logits.numpy().astype(np.float64))
+    expected = -np.take_along_axis(log_probs, y[..., None], axis=-1).mean()
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert loss == pytest.approx(own.item(), rel=1e-6)
+    metrics = task.evaluate(model, "val", iters=2, seed=3)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-12)

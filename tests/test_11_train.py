@@ -1,12 +1,13 @@
 """Chapter 11, "Training": the training loop of ``tinyllm/train.py`` end to end, for GPT and BERT.
 
-Every run here is tiny (a 2-layer, 16-wide model, a few steps, on a short text written to ``tmp_path``), so
-the whole file runs in seconds. Under test: what a run writes (metrics.json, loss.png, the checkpoint) and
-what the checkpoint holds; the exact resume (the same losses and the same weights as a run that was never
-stopped, including the dropout generators of BERT); Ctrl-C in a real ``python -m tinyllm train`` process;
-gradient accumulation (the loss and gradient of k micro-batches equal those of one batch k times larger);
-the learning-rate schedule (eq. 9.11); the fixed 90/10 split of ``--data``; clear errors for bad checkpoints
-and for resuming with other settings.
+Every run here is tiny (a 2-layer, 16-wide model, a few steps, on a short text written to
+``tmp_path``), so the whole file runs in seconds. Under test: what a run writes (metrics.json,
+loss.png, the checkpoint) and what the checkpoint holds; the exact resume (the same losses and the
+same weights as a run that was never stopped, including the dropout generators of BERT); Ctrl-C in a
+real ``python -m tinyllm train`` process; gradient accumulation (the loss and gradient of k
+micro-batches equal those of one batch k times larger); the learning-rate schedule (eq. 9.11); the
+fixed 90/10 split of ``--data``; clear errors for bad checkpoints and for resuming with other
+settings.
 """
 
 import dataclasses
@@ -27,8 +28,16 @@ from synthetic import synthetic_play
 import tinyllm as tl
 import tinyllm.train as T
 from tinyllm import optim
-from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
-from tinyllm.data import load_corpus, load_text
+from tinyllm.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    load_safetensors,
+    save_model,
+    save_safetensors,
+)
+from tinyllm.corpus import load_corpus, load_text
 from tinyllm.models import (
     BERT_PRESETS,
     GPT_PRESETS,
@@ -43,7 +52,8 @@ pytestmark = pytest.mark.ch11
 
 # vocab_size: the tokenizer's
 TINY_GPT = GPTConfig(vocab_size=1, context_length=8, num_layers=2, num_heads=2, d_model=16)
-TINY_BERT = BERTConfig(vocab_size=1, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32)  # dropout 0.1
+TINY_BERT = BERTConfig(vocab_size=1, context_length=16, num_layers=2, num_heads=2, d_model=16,
+                       d_ff=32)  # dropout 0.1
 
 
 @pytest.fixture(autouse=True)
@@ -63,17 +73,18 @@ def text_file(tmp_path) -> Path:
 
 
 def gpt_config(text_file: Path, out: Path, **changes) -> T.TrainConfig:
-    config = T.TrainConfig(preset="tiny", data=str(text_file), iters=8, batch_size=4, warmup_iters=2,
-                           eval_interval=100, eval_iters=2, final_eval_iters=2, checkpoint_interval=100,
-                           sample_tokens=0, out_dir=str(out))
+    config = T.TrainConfig(preset="tiny", data=str(text_file), iters=8, batch_size=4,
+                           warmup_iters=2, eval_interval=100, eval_iters=2, final_eval_iters=2,
+                           checkpoint_interval=100, sample_tokens=0, out_dir=str(out))
     return dataclasses.replace(config, **changes)
 
 
 def bert_config(text_file: Path, out: Path, **changes) -> T.TrainConfig:
     config = T.TrainConfig(model="bert", preset="tiny-bert", tokenizer="bpe", bpe_vocab_size=300,
-                           data=str(text_file), iters=8, batch_size=4, lr=5e-4, min_lr=5e-5, warmup_iters=2,
-                           weight_decay=0.01, beta2=0.999, eval_interval=100, eval_iters=2,
-                           final_eval_iters=2, checkpoint_interval=100, sample_tokens=0, out_dir=str(out))
+                           data=str(text_file), iters=8, batch_size=4, lr=5e-4, min_lr=5e-5,
+                           warmup_iters=2, weight_decay=0.01, beta2=0.999, eval_interval=100,
+                           eval_iters=2, final_eval_iters=2, checkpoint_interval=100,
+                           sample_tokens=0, out_dir=str(out))
     return dataclasses.replace(config, **changes)
 
 
@@ -82,7 +93,7 @@ def quiet(config: T.TrainConfig, resume: bool = False, log=None) -> dict:
 
 
 def saved_state(out_dir) -> tuple[dict, dict]:
-    model, _, info = T.load_checkpoint(out_dir)
+    model, _, info = load_checkpoint(out_dir)
     return model.state_dict(), info["history"]
 
 
@@ -92,9 +103,9 @@ def assert_same_weights(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # What a run writes
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_a_run_writes_metrics_loss_curve_and_checkpoint(text_file, tmp_path):
@@ -103,30 +114,34 @@ def test_a_run_writes_metrics_loss_curve_and_checkpoint(text_file, tmp_path):
     metrics = quiet(config, log=messages.append)
     out = tmp_path / "run"
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    for key in ("val_loss", "train_loss", "iters", "tokens_per_s", "wall_s", "val_perplexity", "parameters"):
+    for key in ("val_loss", "train_loss", "iters", "tokens_per_s", "wall_s", "val_perplexity",
+                "parameters"):
         assert key in metrics
     vocab = len(set(synthetic_play()))
     shape = dataclasses.replace(TINY_GPT, vocab_size=vocab)
     assert metrics["iters"] == 8 and metrics["parameters"] == gpt_parameter_count(shape)
     assert metrics["tokens_per_s"] > 0 and metrics["wall_s"] >= 0
-    assert 0 < metrics["val_loss"] < 2 * math.log(vocab) and 0 < metrics["train_loss"] < 2 * math.log(vocab)
+    assert 0 < metrics["val_loss"] < 2 * math.log(vocab)
+    assert 0 < metrics["train_loss"] < 2 * math.log(vocab)
     assert metrics["val_perplexity"] == pytest.approx(math.exp(metrics["val_loss"]), rel=1e-3)
-    assert messages[0] == (f"GPT tiny: {gpt_parameter_count(shape):,} parameters, vocabulary {vocab}, "
-                           f"32 tokens per step")
+    assert messages[0] == (f"GPT tiny: {gpt_parameter_count(shape):,} parameters, "
+                           f"vocabulary {vocab}, 32 tokens per step")
     png = (out / "loss.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
-    assert (out / T.CHECKPOINT_NAME).is_file()
+    assert (out / CHECKPOINT_NAME).is_file()
     assert not list(out.glob("*.tmp"))  # the atomic write left no temporary file
 
 
 def test_history_follows_the_warmup_cosine_schedule(text_file, tmp_path):
-    """lr(step) = max_lr (step + 1) / (warmup + 1) during warm-up, then a half cosine to min_lr (eq. 9.11)."""
+    """lr(step) = max_lr (step + 1) / (warmup + 1) during warm-up, then a half cosine to min_lr
+    (eq. 9.11)."""
     config = gpt_config(text_file, tmp_path / "run", iters=10, warmup_iters=3, eval_interval=4)
     quiet(config)
     _, history = saved_state(tmp_path / "run")
     assert history["step"] == list(range(1, 11))
     expected = [1e-3 * (s + 1) / 4 for s in range(3)]
-    expected += [1e-4 + 0.5 * (1 + math.cos(math.pi * (s - 3) / 7)) * (1e-3 - 1e-4) for s in range(3, 10)]
+    expected += [1e-4 + 0.5 * (1 + math.cos(math.pi * (s - 3) / 7)) * (1e-3 - 1e-4)
+                 for s in range(3, 10)]
     np.testing.assert_allclose(history["lr"], expected, rtol=1e-12)
     assert len(history["train_loss"]) == 10 and all(np.isfinite(history["train_loss"]))
     assert history["eval_step"] == [4, 8, 10]  # every eval_interval steps, and the final estimate
@@ -144,7 +159,7 @@ def test_checkpoint_holds_the_trained_model_and_tokenizer(text_file, tmp_path, m
     config = gpt_config(text_file, tmp_path / "run")
     quiet(config)
     trained = built[0]
-    model, tokenizer, info = T.load_checkpoint(tmp_path / "run")
+    model, tokenizer, info = load_checkpoint(tmp_path / "run")
     assert model is not trained and type(model) is type(trained)
     assert_same_weights(model.state_dict(), trained.state_dict())
     ids = np.random.default_rng(0).integers(0, tokenizer.vocab_size, (2, 8))
@@ -154,23 +169,24 @@ def test_checkpoint_holds_the_trained_model_and_tokenizer(text_file, tmp_path, m
     text = synthetic_play()
     assert isinstance(tokenizer, CharTokenizer) and tokenizer.chars == sorted(set(text))
     assert tokenizer.decode(tokenizer.encode(text)) == text
-    assert info["config"] == config and info["step"] == 8
+    assert T.TrainConfig(**info["settings"]) == config and info["step"] == 8
+    assert info["scheduler_state"] == {"step_count": 8}
     assert info["shape"] == dataclasses.replace(TINY_GPT, vocab_size=tokenizer.vocab_size)
     assert info["optimizer_state"]["step_count"] == 8 and "data" in info["generators"]
     # the file or its folder; a safetensors file tagged as a tinyllm checkpoint
-    again, _, _ = T.load_checkpoint(tmp_path / "run" / T.CHECKPOINT_NAME)
+    again, _, _ = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
     assert_same_weights(again.state_dict(), model.state_dict())
-    _, metadata = load_safetensors(tmp_path / "run" / T.CHECKPOINT_NAME)
-    assert metadata["format"] == T.CHECKPOINT_FORMAT and metadata["model_kind"] == "gpt"
+    _, metadata = load_safetensors(tmp_path / "run" / CHECKPOINT_NAME)
+    assert metadata["format"] == CHECKPOINT_FORMAT and metadata["model_kind"] == "gpt"
 
 
 def test_checkpoints_are_written_every_checkpoint_interval(text_file, tmp_path, monkeypatch):
     steps = []
     original = T.save_checkpoint
 
-    def recording_save(path, config, shape, tokenizer, model, optimizer, step, data_rng, history):
+    def recording_save(*args, step, **kwargs):
         steps.append(step)
-        original(path, config, shape, tokenizer, model, optimizer, step, data_rng, history)
+        original(*args, step=step, **kwargs)
 
     monkeypatch.setattr(T, "save_checkpoint", recording_save)
     quiet(gpt_config(text_file, tmp_path / "run", checkpoint_interval=3))
@@ -187,7 +203,7 @@ def test_reported_losses_are_evaluations_of_the_saved_model(kind, text_file, tmp
     make = gpt_config if kind == "gpt" else bert_config
     config = make(text_file, tmp_path / "run")
     metrics = quiet(config)
-    model, tokenizer, info = T.load_checkpoint(tmp_path / "run")
+    model, tokenizer, info = load_checkpoint(tmp_path / "run")
     task = T.build_task(config, tokenizer, info["shape"], *load_text(text_file))
     model.eval()
     val = task.evaluate(model, "val", config.final_eval_iters, seed=config.seed + 1)
@@ -205,10 +221,12 @@ def test_bert_run_reports_masked_token_accuracy_and_its_baseline(text_file, tmp_
     assert metrics["baseline_accuracy"] > 0  # the most frequent token is among the masked ones
     assert metrics["val_loss"] > metrics["mlm_loss"] > 0  # the total adds the NSP loss
     assert metrics["val_perplexity"] == pytest.approx(math.exp(metrics["mlm_loss"]), rel=1e-3)
-    model, tokenizer, info = T.load_checkpoint(tmp_path / "bert")
-    assert type(model).__name__ == "BERT" and set(T.BERT_SPECIAL_TOKENS) <= set(tokenizer.special_tokens)
+    model, tokenizer, info = load_checkpoint(tmp_path / "bert")
+    assert type(model).__name__ == "BERT"
+    assert set(T.BERT_SPECIAL_TOKENS) <= set(tokenizer.special_tokens)
     assert info["shape"].vocab_size == tokenizer.vocab_size <= 300
-    assert any(name.endswith("emb_drop.rng") for name in info["generators"])  # dropout state is saved
+    # dropout state is saved
+    assert any(name.endswith("emb_drop.rng") for name in info["generators"])
 
 
 def test_gpt_learns_a_periodic_text(tmp_path):
@@ -230,9 +248,9 @@ def test_progress_bar_gives_the_same_run(text_file, tmp_path, capsys):
     assert "step 4: train loss" in captured.out and "8/8" in captured.err  # message above the bar
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Exact resume
-# ========================================================================================================
+# ==================================================================================================
 
 
 @pytest.mark.parametrize("kind", [
@@ -240,10 +258,11 @@ def test_progress_bar_gives_the_same_run(text_file, tmp_path, capsys):
     "bert",
 ])
 def test_resuming_a_finished_run_equals_one_longer_run(kind, text_file, tmp_path):
-    """4 steps, then resume to 8 in the same folder == 8 steps at once: same losses, same final weights.
+    """4 steps, then resume to 8 in the same folder == 8 steps at once: same losses and weights.
 
-    The learning rate is constant (lr = min_lr, no warm-up): a cosine schedule depends on ``iters``, so
-    extending a finished run changes the rates of the steps already taken (that case is the Ctrl-C test).
+    The learning rate is constant (lr = min_lr, no warm-up): a cosine schedule depends on ``iters``,
+    so extending a finished run changes the rates of the steps already taken (that case is the
+    Ctrl-C test).
     """
     make = gpt_config if kind == "gpt" else bert_config
     settings = dict(lr=1e-3, min_lr=1e-3, warmup_iters=0, final_eval_iters=2)
@@ -260,7 +279,7 @@ def test_resuming_a_finished_run_equals_one_longer_run(kind, text_file, tmp_path
 
 
 def interrupt_at(step: int):
-    """A log function that sends this process SIGINT (Ctrl-C) when the step's validation message arrives."""
+    """A log function that sends this process SIGINT (Ctrl-C) at the step's validation message."""
     def log(message: str) -> None:
         if message.startswith(f"step {step}:"):
             signal.raise_signal(signal.SIGINT)
@@ -269,17 +288,20 @@ def interrupt_at(step: int):
 
 @pytest.mark.parametrize("make", [gpt_config, bert_config], ids=["gpt", "bert"])
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(make, text_file, tmp_path):
-    """Ctrl-C at step 4 of 10 (warm-up + cosine schedule, BERT's dropout), then --resume: the whole history
-    (losses, rates, validation estimates) and the final weights equal those of the run never stopped."""
+    """Ctrl-C at step 4 of 10 (warm-up + cosine schedule, BERT's dropout), then --resume: the whole
+    history (losses, rates, validation estimates) and the final weights equal those of the run never
+    stopped."""
     config = make(text_file, tmp_path / "once", iters=10, eval_interval=4, checkpoint_interval=3)
     metrics_once = quiet(config)
     stopped = dataclasses.replace(config, out_dir=str(tmp_path / "twice"))
     messages = []
     handler = signal.getsignal(signal.SIGINT)
-    result = T.train(stopped, progress=False, log=lambda m: (messages.append(m), interrupt_at(4)(m)))
+    result = T.train(stopped, progress=False,
+                     log=lambda m: (messages.append(m), interrupt_at(4)(m)))
     assert signal.getsignal(signal.SIGINT) is handler  # the Ctrl-C handler is removed again
     assert result == {"interrupted": True, "iters": 4}
-    assert messages[-1].startswith(f"interrupted at step 4: checkpoint saved to {tmp_path / 'twice'}")
+    saved_to = tmp_path / "twice"
+    assert messages[-1].startswith(f"interrupted at step 4: checkpoint saved to {saved_to}")
     assert "tinyllm train --resume --out" in messages[-1]
     assert not (tmp_path / "twice" / "metrics.json").exists()
     _, partial = saved_state(tmp_path / "twice")
@@ -294,12 +316,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(make, text_file, tmp_pat
 
 
 def interrupt_a_training_process(flags: list[str], cwd: Path) -> str:
-    """Start `python -m tinyllm train FLAGS`, press Ctrl-C (SIGINT) once training runs; return its output."""
-    # One BLAS thread: on a loaded machine, multi-threaded BLAS can make each step many times slower.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "tinyllm", "train", *flags], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+    """Run `python -m tinyllm train FLAGS`, press Ctrl-C (SIGINT) once it trains; return output."""
+    # One BLAS thread: on a loaded machine, multi-threaded BLAS can make a step many times slower.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "tinyllm", "train", *flags],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=cwd, env=env)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
     reader.start()
@@ -307,7 +330,8 @@ def interrupt_a_training_process(flags: list[str], cwd: Path) -> str:
         deadline = time.monotonic() + 120
         while not any("parameters" in line for line in lines):  # printed just before the first step
             assert process.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "no parameter-count line within 120 s: " + "".join(lines)
+            assert time.monotonic() < deadline, ("no parameter-count line within 120 s: "
+                                                 + "".join(lines))
             time.sleep(0.05)
         time.sleep(1.0)  # let it train a few steps
         process.send_signal(signal.SIGINT)
@@ -318,7 +342,8 @@ def interrupt_a_training_process(flags: list[str], cwd: Path) -> str:
     reader.join(timeout=10)
     output = "".join(lines)
     assert "Traceback" not in output, output
-    assert json.loads(output[output.index("{"):]) == {"interrupted": True, "iters": interrupted_step(output)}
+    assert json.loads(output[output.index("{"):]) == {"interrupted": True,
+                                                      "iters": interrupted_step(output)}
     return output
 
 
@@ -327,17 +352,18 @@ def interrupted_step(output: str) -> int:
 
 
 def test_ctrl_c_in_a_real_training_process(text_file, tmp_path):
-    """`python -m tinyllm train ...` (the default 0.8M-parameter preset), Ctrl-C once it trains: exit code 0,
-    a checkpoint at the step reached; `--resume` continues from that step (Ctrl-C again to end it)."""
+    """`python -m tinyllm train ...` (the default 0.8M-parameter preset), Ctrl-C once it trains:
+    exit code 0, a checkpoint at the step reached; `--resume` continues from that step (Ctrl-C again
+    to end it)."""
     out = tmp_path / "run"
     flags = ["--data", str(text_file), "--out", str(out), "--iters", "100000", "--no-progress",
              "--eval-interval", "1000", "--batch-size", "2", "--sample-tokens", "0"]
     first = interrupt_a_training_process(flags, tmp_path)
     stopped_at = interrupted_step(first)
     assert 1 <= stopped_at < 1000
-    assert (f"checkpoint saved to {out / T.CHECKPOINT_NAME}; "
+    assert (f"checkpoint saved to {out / CHECKPOINT_NAME}; "
             f"continue with `tinyllm train --resume --out {out}`") in first
-    model, _, info = T.load_checkpoint(out)
+    model, _, info = load_checkpoint(out)
     assert info["step"] == stopped_at and info["history"]["step"] == list(range(1, stopped_at + 1))
     assert model.num_parameters() == 800_000
     first_losses = info["history"]["train_loss"]
@@ -345,21 +371,21 @@ def test_ctrl_c_in_a_real_training_process(text_file, tmp_path):
     second = interrupt_a_training_process([*flags, "--resume"], tmp_path)
     resumed_to = interrupted_step(second)
     assert resumed_to > stopped_at
-    _, _, info = T.load_checkpoint(out)
+    _, _, info = load_checkpoint(out)
     assert info["step"] == resumed_to and info["history"]["step"] == list(range(1, resumed_to + 1))
     assert info["history"]["train_loss"][:stopped_at] == first_losses
     assert info["optimizer_state"]["step_count"] == resumed_to
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Gradient accumulation
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_gradient_accumulation_averages_micro_batches(text_file, tmp_path, monkeypatch):
-    """grad_accum = 2 with batch 2 on rows (x0, x1), (x2, x3) == grad_accum = 1 with batch 4 on (x0..x3):
-    the loss is the mean of the micro-batch means (each has the same number of tokens), and so is the
-    gradient the optimizer sees (eq. 11.8)."""
+    """grad_accum = 2 with batch 2 on rows (x0, x1), (x2, x3) == grad_accum = 1 with batch 4 on
+    (x0..x3): the loss is the mean of the micro-batch means (each has the same number of tokens),
+    and so is the gradient the optimizer sees (eq. 11.8)."""
     vocab = len(set(synthetic_play()))
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, vocab, (4, 8)), rng.integers(0, vocab, (4, 8))
@@ -403,9 +429,49 @@ def test_gradient_accumulation_averages_micro_batches(text_file, tmp_path, monke
         np.testing.assert_allclose(g_a, g_b, rtol=1e-4, atol=1e-8)
 
 
-# ========================================================================================================
+# ==================================================================================================
+# The training step
+# ==================================================================================================
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, 0.0])
+def test_train_step_is_schedule_gradients_clip_update(grad_clip, monkeypatch):
+    """train_step: the scheduled rate, the mean loss of k micro-batches, clipping only when
+    grad_clip > 0 (eq. 9.13), one AdamW step, and no gradients left over."""
+    ids = np.arange(300) % 7
+    task = LanguageModelTask(ids, ids[:20], batch_size=2, context_length=8)
+    config = T.TrainConfig(iters=10, warmup_iters=2)
+    model = T.build_model("gpt", dataclasses.replace(TINY_GPT, vocab_size=7), seed=0)
+    before = model.state_dict()
+    optimizer = T.build_optimizer(config, model)
+    scheduler = T.build_scheduler(config, optimizer)
+    clipped = []
+    original_clip = optim.clip_grad_norm_
+
+    def recording_clip(params, max_norm):
+        clipped.append(max_norm)
+        return original_clip(params, max_norm)
+
+    monkeypatch.setattr(optim, "clip_grad_norm_", recording_clip)
+
+    loss = T.train_step(model, task, np.random.default_rng(5), optimizer, scheduler, grad_clip,
+                        grad_accum=2)
+    fresh = T.build_model("gpt", dataclasses.replace(TINY_GPT, vocab_size=7), seed=0)
+    rng = np.random.default_rng(5)  # the same two micro-batches
+    with tl.no_grad():
+        micro = [fresh(*task.batch("train", rng))[1].item() for _ in range(2)]
+    assert loss == pytest.approx(np.mean(micro), rel=1e-6)
+    assert clipped == ([grad_clip] if grad_clip > 0 else [])
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3 / 3] * 2  # eq. 9.11 at step 0
+    assert optimizer.step_count == scheduler.step_count == 1
+    assert all(p.grad is None for p in model.parameters())
+    after = model.state_dict()
+    assert any(not np.array_equal(before[name], after[name]) for name in before)
+
+
+# ==================================================================================================
 # Data: --data uses the fixed 90/10 split; the bundled corpus otherwise
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_data_file_uses_the_fixed_90_10_split(text_file, tmp_path, monkeypatch):
@@ -429,7 +495,7 @@ def test_the_default_data_is_the_shakespeare_corpus(tmp_path):
                            sample_tokens=0, out_dir=str(tmp_path / "run"))
     assert T.load_texts(config) == (train_text, val_text)
     metrics = quiet(config)
-    _, tokenizer, _ = T.load_checkpoint(tmp_path / "run")
+    _, tokenizer, _ = load_checkpoint(tmp_path / "run")
     assert tokenizer.chars == sorted(set(train_text + val_text))
     assert metrics["iters"] == 2 and abs(metrics["val_loss"] - math.log(tokenizer.vocab_size)) < 0.3
 
@@ -448,44 +514,48 @@ def test_language_model_task():
         losses = [model(*task.batch("val", rng))[1].item() for _ in range(3)]
     assert metrics["loss"] == pytest.approx(np.mean(losses), rel=1e-12)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]), rel=1e-12)
-    with pytest.raises(ValueError, match=r"the val text has 9 tokens, fewer than context_length \+ 2 = 10"):
+    with pytest.raises(ValueError,
+                       match=r"the val text has 9 tokens, fewer than context_length \+ 2 = 10"):
         LanguageModelTask(ids, ids[:9], batch_size=3, context_length=8)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Errors
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_checkpoint_errors(text_file, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*nowhere"):
-        T.load_checkpoint(tmp_path / "nowhere")
+        load_checkpoint(tmp_path / "nowhere")
     quiet(gpt_config(text_file, tmp_path / "run", iters=2))
-    data = (tmp_path / "run" / T.CHECKPOINT_NAME).read_bytes()
+    data = (tmp_path / "run" / CHECKPOINT_NAME).read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"truncated"):
-        T.load_checkpoint(truncated)
+        load_checkpoint(truncated)
     (tmp_path / "empty.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"only 0 bytes"):
-        T.load_checkpoint(tmp_path / "empty.safetensors")
+        load_checkpoint(tmp_path / "empty.safetensors")
     other = tmp_path / "other.safetensors"
     save_safetensors(other, {"w": np.zeros(3, dtype=np.float32)}, {"note": "not ours"})
-    with pytest.raises(CheckpointError, match=r"not a tinyllm training checkpoint.*checkpoint\.safetensors"):
-        T.load_checkpoint(other)
+    with pytest.raises(CheckpointError,
+                       match=r"not a tinyllm training checkpoint.*checkpoint\.safetensors"):
+        load_checkpoint(other)
     weights_only = tmp_path / "weights.safetensors"
-    T.load_checkpoint(tmp_path / "run")[0].save(weights_only)  # Module.save: weights without the metadata
+    save_model(weights_only, load_checkpoint(tmp_path / "run")[0])  # weights without the metadata
     with pytest.raises(CheckpointError, match=r"not a tinyllm training checkpoint"):
-        T.load_checkpoint(weights_only)
+        load_checkpoint(weights_only)
 
-    # a run of tinyllm 0.1 (config fields n_embd, block_size, ...) is refused by name, for sample and resume
-    arrays, metadata = load_safetensors(tmp_path / "run" / T.CHECKPOINT_NAME)
+    # a run of tinyllm 0.1 (config fields n_embd, block_size, ...) is refused by name, for sample
+    # and for resume
+    arrays, metadata = load_safetensors(tmp_path / "run" / CHECKPOINT_NAME)
     old_config = {"vocab_size": 40, "block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16}
     old = tmp_path / "old"
-    save_safetensors(old / T.CHECKPOINT_NAME, arrays, {**metadata, "format": "tinyllm-checkpoint-1",
+    save_safetensors(old / CHECKPOINT_NAME, arrays, {**metadata, "format": "tinyllm-checkpoint-1",
                                                        "model_config": json.dumps(old_config)})
-    for read in (T.load_checkpoint, T.saved_train_config):
-        with pytest.raises(CheckpointError, match=r"written by tinyllm 0\.1 .*n_embd.*train the model again"):
+    for read in (load_checkpoint, T.saved_train_config):
+        with pytest.raises(CheckpointError,
+                           match=r"written by tinyllm 0\.1 .*n_embd.*train the model again"):
             read(old)
 
 
@@ -494,8 +564,8 @@ def test_resume_errors(text_file, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*run"):
         quiet(config, resume=True)
     quiet(config)
-    with pytest.raises(ValueError,
-                       match=r"cannot resume .*checkpoint\.safetensors with different settings: lr$"):
+    with pytest.raises(ValueError, match=r"cannot resume .*checkpoint\.safetensors "
+                                         r"with different settings: lr$"):
         quiet(dataclasses.replace(config, iters=4, lr=2e-3), resume=True)
     with pytest.raises(ValueError, match=r"different settings: batch_size, seed"):
         quiet(dataclasses.replace(config, batch_size=3, seed=1), resume=True)

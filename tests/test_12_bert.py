@@ -2,9 +2,11 @@
 
 Under test: ``tinyllm/models/bert.py`` (parameter count eq. 12.5, bidirectional attention, the padding mask,
 the MLM head tied to the token embedding, the NSP head, the ``masked_positions`` shortcut, initialisation,
-input errors) and ``MaskedLMTask`` in ``tinyllm/objectives.py`` (its batches, its loss eq. 12.3 and its
-metrics). Evidence: float64 gradient checks of the whole MLM + NSP loss; the heads and the loss recomputed
-from their definitions in NumPy; exact invariances (padding, bidirectionality).
+input errors) and ``tinyllm/objectives/masked_lm.py``: the 80/10/10 corruption (``mask_tokens``,
+eq. 12.2), sentence pairs (``nsp_pairs``) and ``MaskedLMTask`` (its batches, its loss eq. 12.3 and its
+metrics). Evidence: float64 gradient checks of the whole MLM + NSP loss; the heads, the loss and the
+masking statistics recomputed from their definitions in NumPy; exact invariances (padding,
+bidirectionality).
 """
 
 import math
@@ -14,9 +16,17 @@ import pytest
 from synthetic import synthetic_play
 
 import tinyllm as tl
-from tinyllm.data import IGNORE_INDEX
 from tinyllm.models import BERT, BERT_PRESETS, BERTConfig, bert_parameter_count
-from tinyllm.objectives import BERT_SPECIAL_TOKENS, MaskedLMTask, text_segments
+from tinyllm.nn.losses import IGNORE_INDEX
+from tinyllm.objectives import (
+    BERT_SPECIAL_TOKENS,
+    MaskedLMTask,
+    mask_tokens,
+    mlm_loss,
+    nsp_loss,
+    nsp_pairs,
+    text_segments,
+)
 from tinyllm.tokenizers import BPETokenizer
 
 pytestmark = pytest.mark.ch12
@@ -69,7 +79,8 @@ numpy_erf = np.vectorize(math.erf)
 
 
 def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
-    V, T, S, C, F = config.vocab_size, config.context_length, config.type_vocab_size, config.d_model, config.d_ff
+    V, T, S = config.vocab_size, config.context_length, config.type_vocab_size
+    C, F = config.d_model, config.d_ff
     shapes = {"mlm_bias": (V,), "tok_emb.weight": (V, C), "pos_emb.weight": (T, C), "seg_emb.weight": (S, C),
               "emb_ln.weight": (C,), "emb_ln.bias": (C,)}
     for layer in range(config.num_layers):
@@ -86,8 +97,8 @@ def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, context_length=5, num_layers=1, num_heads=1,
-                                                     d_model=4, d_ff=12, type_vocab_size=3)])
+@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, context_length=5, num_layers=1,
+                                                     num_heads=1, d_model=4, d_ff=12, type_vocab_size=3)])
 def test_parameter_count_closed_form_and_by_name(config):
     model = BERT(config, rng=np.random.default_rng(0))
     expected = expected_bert_shapes(config)
@@ -216,7 +227,7 @@ def test_gradcheck_of_mlm_plus_nsp_loss(name):
 
     def loss(_):
         mlm, nsp = model(ids, segments, mask, masked_positions=chosen)
-        return tl.nn.functional.cross_entropy(mlm, targets) + tl.nn.functional.nsp_loss(nsp, nsp_labels)
+        return mlm_loss(mlm, targets) + nsp_loss(nsp, nsp_labels)  # eq. 12.3
 
     assert tl.gradcheck(loss, parameter)
 
@@ -298,8 +309,8 @@ def task_and_model():
     cut = int(0.9 * len(text))
     tokenizer = BPETokenizer.train(text[:cut], 300, special_tokens=BERT_SPECIAL_TOKENS)
     task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, context_length=24)
-    config = BERTConfig(vocab_size=tokenizer.vocab_size, context_length=24, num_layers=1, num_heads=2, d_model=16,
-                        d_ff=32)
+    config = BERTConfig(vocab_size=tokenizer.vocab_size, context_length=24, num_layers=1, num_heads=2,
+                        d_model=16, d_ff=32)
     return task, BERT(config, rng=np.random.default_rng(0)).eval()
 
 
@@ -381,3 +392,101 @@ def test_task_errors():
     assert len(text_segments(one_paragraph)) == 1
     with pytest.raises(ValueError, match=r"the val text has 1 paragraphs; NSP needs at least 2"):
         MaskedLMTask(tokenizer, text, one_paragraph, 2, 16)
+
+
+# ========================================================================================================
+# Masking (eq. 12.2) and sentence pairs
+# ========================================================================================================
+
+VOCAB, PAD, CLS, SEP, MASK = 1000, 0, 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def masked():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(4, VOCAB, size=(1000, 200))     # 200k tokens
+    tokens[:, 0], tokens[:, -1], tokens[::7, 150:] = CLS, SEP, PAD
+    original = tokens.copy()
+    inputs, labels = mask_tokens(tokens, MASK, VOCAB, special_ids=(PAD, CLS, SEP), rng=rng)
+    assert np.array_equal(tokens, original)               # the input is not modified
+    return tokens, inputs, labels
+
+
+def test_mask_tokens_chooses_15_percent_of_ordinary_tokens(masked):
+    tokens, inputs, labels = masked
+    ordinary = tokens > MASK
+    chosen = labels != IGNORE_INDEX
+    assert not np.any(chosen & ~ordinary)                  # special tokens are never chosen
+    assert abs(chosen.sum() / ordinary.sum() - 0.15) < 0.005
+    n = ordinary.sum(axis=1)
+    np.testing.assert_array_equal(chosen.sum(axis=1), np.maximum(1, np.round(0.15 * n)))
+
+
+def test_mask_tokens_80_10_10(masked):
+    tokens, inputs, labels = masked
+    chosen = labels != IGNORE_INDEX
+    np.testing.assert_array_equal(labels[chosen], tokens[chosen])
+    np.testing.assert_array_equal(inputs[~chosen], tokens[~chosen])    # the rest is untouched
+    as_mask = inputs[chosen] == MASK
+    kept = inputs[chosen] == tokens[chosen]
+    random = ~as_mask & ~kept
+    assert abs(as_mask.mean() - 0.8) < 0.015
+    assert abs(random.mean() - 0.1) < 0.015
+    assert abs(kept.mean() - 0.1) < 0.015
+    assert np.all(inputs[chosen][random] > MASK)           # random tokens are never special
+
+
+def test_mask_tokens_on_one_sequence():
+    tokens = np.arange(4, 24)                              # 20 ordinary tokens
+    inputs, labels = mask_tokens(tokens, MASK, 30, rng=np.random.default_rng(3))
+    assert inputs.shape == labels.shape == (20,)
+    assert (labels != IGNORE_INDEX).sum() == 3             # round(0.15 * 20)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mask_id": 1000}, r"mask_id=1000 is outside the vocabulary \[0, 1000\)"),
+    ({"p": 0.0}, r"p must be in \(0, 1\)"),
+    ({"p": 1.0}, r"p must be in \(0, 1\)"),
+    ({"tokens": np.array([5, 1000])}, r"token ids must be in \[0, 1000\)"),
+    ({"tokens": np.array([0.5, 1.0])}, "integer ids"),
+])
+def test_mask_tokens_errors(kwargs, message):
+    args = {"tokens": np.array([4, 5, 6]), "mask_id": MASK, "vocab_size": VOCAB} | kwargs
+    with pytest.raises(ValueError, match=message):
+        mask_tokens(**args)
+
+
+def test_nsp_pairs_structure_and_labels():
+    rng = np.random.default_rng(0)
+    # Segment s starts with id 100 + s, so a row tells which segments it holds.
+    segments = [[100 + s] + list(rng.integers(10, 100, rng.integers(1, 12))) for s in range(50)]
+    batch = nsp_pairs(segments, batch_size=2000, context_length=16, cls_id=CLS, sep_id=SEP,
+                      pad_id=PAD, rng=rng)
+    assert batch.input_ids.shape == batch.segment_ids.shape == batch.attention_mask.shape
+    assert batch.input_ids.shape == (2000, 16) and batch.nsp_labels.shape == (2000,)
+    np.testing.assert_array_equal(batch.attention_mask, batch.input_ids != PAD)
+    assert abs(batch.nsp_labels.mean() - 0.5) < 0.05
+    for ids, seg, label in zip(batch.input_ids, batch.segment_ids, batch.nsp_labels):
+        real = ids[ids != PAD]
+        seps = np.flatnonzero(real == SEP)
+        assert real[0] == CLS and len(seps) == 2 and seps[1] == len(real) - 1
+        a, b = real[1:seps[0]], real[seps[0] + 1:seps[1]]
+        first, second = a[0] - 100, b[0] - 100
+        np.testing.assert_array_equal(a, segments[first][:len(a)])     # truncated from the end
+        np.testing.assert_array_equal(b, segments[second][:len(b)])
+        full_a, full_b = len(segments[first]), len(segments[second])
+        assert len(a) + len(b) == min(full_a + full_b, 16 - 3)          # the block is used fully
+        assert len(a) >= min(full_a, 6) and len(b) >= min(full_b, 6)  # only the longer is cut
+        assert label == (0 if second == first + 1 else 1)
+        np.testing.assert_array_equal(seg[:len(a) + 2], 0)
+        np.testing.assert_array_equal(seg[len(a) + 2:len(real)], 1)
+        np.testing.assert_array_equal(seg[len(real):], 0)
+
+
+def test_nsp_pairs_errors():
+    kwargs = {"batch_size": 2, "cls_id": CLS, "sep_id": SEP, "pad_id": PAD,
+              "rng": np.random.default_rng(0)}
+    with pytest.raises(ValueError, match="at least 2 segments"):
+        nsp_pairs([[5, 6]], context_length=8, **kwargs)
+    with pytest.raises(ValueError, match="at least 5"):
+        nsp_pairs([[5], [6]], context_length=4, **kwargs)

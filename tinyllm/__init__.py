@@ -5,17 +5,32 @@
     y = (x @ x.T).sum()
     y.backward()          # x.grad == 2 * x
 
-Read it in chapter order: backend -> tensor -> ops -> shape_ops -> creation -> gradcheck (chapters 01-02),
-then nn/ (03-08), optim/ (09), tokenizers and data (10), models, train and sampling (11-12).
+Read it in chapter order: backend -> autograd -> ops -> shape_ops -> tensor -> creation -> gradcheck
+(chapters 01-02), then nn/ (03-08), optim/ (09), tokenizers and data (10), models, train and
+sampling (11-12).
 """
 
-from tinyllm import data, models, nn, optim, tokenizers
+from tinyllm import corpus, models, nn, optim, tokenizers
+from tinyllm.autograd import is_grad_enabled, no_grad
 from tinyllm.backend import DeviceError, cuda_available
-from tinyllm.creation import arange, default_rng, manual_seed, ones, randn, tensor, zeros
+from tinyllm.creation import (
+    arange,
+    concatenate,
+    default_rng,
+    erf,
+    manual_seed,
+    maximum,
+    ones,
+    randn,
+    spawn_rng,
+    split,
+    stack,
+    tensor,
+    where,
+    zeros,
+)
 from tinyllm.gradcheck import GradcheckError, gradcheck
-from tinyllm.ops import erf, maximum, where
-from tinyllm.shape_ops import concatenate, split, stack
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor, is_grad_enabled, no_grad
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor
 
 __version__ = "0.1.0"
 
@@ -26,7 +41,7 @@ __all__ = [
     "Tensor",
     "arange",
     "concatenate",
-    "data",
+    "corpus",
     "default_rng",
     "cuda_available",
     "erf",
@@ -40,6 +55,7 @@ __all__ = [
     "ones",
     "optim",
     "randn",
+    "spawn_rng",
     "split",
     "stack",
     "tensor",

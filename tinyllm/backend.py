@@ -1,19 +1,14 @@
 """The array module and devices (chapter 02, section "One code path for CPU and GPU").
 
-Every line of array code in tinyllm asks its inputs which array module to use, the CuPy idiom:
-
-    xp = get_array_module(x)      # numpy for a host array, cupy for a GPU array
-    y = xp.exp(x)
-
-so the same op runs on the CPU (NumPy) and on an NVIDIA GPU (CuPy). Two devices exist: ``"cpu"`` and
-``"cuda"``. CuPy is optional: without it, or without a working GPU, everything runs on NumPy and asking for
-``"cuda"`` raises :class:`DeviceError` saying why and how to enable the GPU. Nothing here prints, and the GPU
-is only probed when somebody asks for it.
+Array code asks its inputs for their module, the CuPy idiom: ``xp = get_array_module(x)``, then
+``xp.exp(x)``. Devices are ``"cpu"`` and ``"cuda"``; CuPy is optional and probed only when asked
+for, and without a usable GPU ``"cuda"`` raises :class:`DeviceError`, saying why and what to do.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -26,11 +21,7 @@ class DeviceError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def _probe_cupy() -> tuple[object | None, str]:
-    """Return (cupy module or None, reason it is unusable). Probed once, on first request.
-
-    CuPy imports fine on a machine with no driver and fails only at the first real array operation, so the
-    probe imports it, asks ``cupy.cuda.is_available()``, and runs a tiny computation inside ``try``.
-    """
+    """(cupy or None, why it is unusable), probed once, with a tiny computation inside ``try``."""
     try:
         import cupy
     except ImportError:
@@ -48,8 +39,7 @@ def _probe_cupy() -> tuple[object | None, str]:
 
 def cuda_available() -> bool:
     """True when CuPy is installed and a GPU answered a small computation correctly."""
-    cupy, _ = _probe_cupy()
-    return cupy is not None
+    return _probe_cupy()[0] is not None
 
 
 def check_device(device: str) -> str:
@@ -57,41 +47,35 @@ def check_device(device: str) -> str:
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}")
     if device == "cuda" and not cuda_available():
-        _, reason = _probe_cupy()
+        reason = _probe_cupy()[1]
         raise DeviceError(f"device 'cuda' requested but unavailable: {reason}. Use device='cpu'.")
     return device
 
 
 def xp_for(device: str):
     """The array module (numpy or cupy) that holds arrays on ``device``."""
-    if check_device(device) == "cuda":
-        cupy, _ = _probe_cupy()
-        return cupy
-    return np
-
-
-def get_array_module(*arrays):
-    """numpy, or cupy if any argument is a CuPy array (without importing CuPy when it is not loaded)."""
-    for array in arrays:
-        if type(array).__module__.startswith("cupy"):
-            import cupy
-
-            return cupy
-    return np
+    return _probe_cupy()[0] if check_device(device) == "cuda" else np
 
 
 def device_of(array) -> str:
-    """``"cuda"`` for a CuPy array, ``"cpu"`` for everything else."""
+    """``"cuda"`` for a CuPy array, ``"cpu"`` for everything else (without importing CuPy)."""
     return "cuda" if type(array).__module__.startswith("cupy") else "cpu"
+
+
+def get_array_module(*arrays):
+    """numpy, or cupy if any argument is a CuPy array."""
+    if any(device_of(array) == "cuda" for array in arrays):
+        import cupy
+
+        return cupy
+    return np
 
 
 def to_device(array, device: str):
     """Copy ``array`` to ``device`` (no copy when it is already there)."""
     if device_of(array) == check_device(device):
         return array
-    if device == "cuda":
-        return xp_for("cuda").asarray(array)
-    return array.get()  # cupy -> numpy
+    return xp_for("cuda").asarray(array) if device == "cuda" else array.get()
 
 
 def to_numpy(array) -> np.ndarray:
@@ -100,11 +84,44 @@ def to_numpy(array) -> np.ndarray:
 
 
 def scatter_add(target, index, values) -> None:
-    """``target[index] += values`` where repeated indices *add up* (unbuffered, like ``np.add.at``)."""
-    xp = get_array_module(target)
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
+    """``target[index] += values``, where an entry named twice adds twice (unbuffered; eq. 2.8).
+
+    Fast paths: an index that names each entry at most once adds in place; one integer array on
+    axis 0 (embedding rows, gathered rows) becomes flat cell numbers ``index * width + column``, as
+    ``np.add.at`` on 1-D integer indices is 3-4x faster than on rows (benchmarks/README.md,
+    "Scatter-add"). On a GPU the general path is CuPy's atomic ``cupyx.scatter_add``.
+    """
+    if not _may_repeat(index, target.shape):
+        target[index] += values
+    elif get_array_module(target) is not np:
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+    elif (isinstance(index, tuple) or np.asarray(index).dtype.kind not in "iu"
+          or not target.flags.c_contiguous):
+        np.add.at(target, index, values)
+    else:  # whole rows: flat cell numbers, so that np.add.at sees 1-D integer indices
+        index = np.asarray(index).astype(np.intp, copy=False)
+        width = math.prod(target.shape[1:])  # cells per row
+        cells = index.reshape(-1, 1) * width + np.arange(width)  # (N, width)
+        values = np.broadcast_to(values, index.shape + target.shape[1:])
+        np.add.at(target.reshape(-1), cells.reshape(-1), values.reshape(-1))
+
+
+def _may_repeat(index, shape: tuple[int, ...]) -> bool:
+    """False when ``index`` provably names each entry at most once: ints and slices, a boolean
+    mask, integer arrays whose positions are all distinct. True otherwise (lists, mixed indices)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if not any(hasattr(part, "ndim") or isinstance(part, list) for part in parts):
+        return False
+    if len(parts) == 1 and getattr(parts[0], "dtype", None) == np.bool_:
+        return False
+    if not all(hasattr(part, "dtype") and part.dtype.kind in "iu" for part in parts):
+        return True
+    xp = get_array_module(*parts)
+    parts = xp.broadcast_arrays(*parts)
+    sizes = shape[:len(parts)]
+    if parts[0].size > math.prod(sizes):  # more positions than entries: some entry repeats
+        return True
+    flat = xp.ravel_multi_index(tuple(p.ravel() % n for p, n in zip(parts, sizes)), sizes)  # (N,)
+    return xp.unique(flat).size < flat.size

@@ -1,8 +1,10 @@
-"""Making tensors: from data, filled, random, ranges (chapter 02, section "Dtypes").
+"""Making tensors (chapter 02): from data, filled, random, ranges, and from other tensors.
 
-``tl.tensor`` turns Python data or an array into a Tensor; ``zeros``, ``ones``, ``randn`` and ``arange``
-make new ones. Random values come from one NumPy generator (``default_rng()``), which ``manual_seed``
-replaces, so one seed fixes every initialisation that does not pass its own ``rng``.
+``tl.tensor`` turns Python data or an array into a Tensor; ``zeros``, ``ones``, ``randn`` and
+``arange`` make new ones. Random values come from one NumPy generator (``default_rng()``), which
+``manual_seed`` replaces, so one seed fixes every initialisation that does not pass its own ``rng``;
+``spawn_rng`` hands a layer a generator of its own, seeded from that one. ``where``, ``maximum``,
+``erf``, ``concatenate``, ``stack`` and ``split`` are the functional forms of ops (like NumPy's).
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from typing import Sequence
 
 import numpy as np
 
+from tinyllm import ops, shape_ops
 from tinyllm.backend import to_device, xp_for
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor, apply, as_tensor
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -> Tensor:
     """Make a tensor from a number, a (nested) list, or an array.
 
-    Python floats become float32 (the default dtype); Python ints stay integers (token ids); a NumPy or CuPy
-    array keeps its dtype unless ``dtype`` is given.
+    Python floats become float32 (the default dtype); Python ints stay integers (token ids); a NumPy
+    or CuPy array keeps its dtype unless ``dtype`` is given.
     """
     if isinstance(data, Tensor):
         data = data.data
@@ -41,8 +44,15 @@ def manual_seed(seed: int) -> None:
 
 
 def default_rng() -> np.random.Generator:
-    """The generator used for random initialisation when no ``rng`` is passed (seed it with manual_seed)."""
+    """The generator for random initialisation when no ``rng`` is passed (seed it: manual_seed)."""
     return _default_rng
+
+
+def spawn_rng(parent: np.random.Generator | None = None) -> np.random.Generator:
+    """A fresh generator seeded from ``parent``, or from the global one when None: after
+    ``manual_seed(s)`` the sequence of spawned generators is the same on every run."""
+    seed = (_default_rng if parent is None else parent).integers(2**63)  # one draw from the parent
+    return np.random.default_rng(seed)
 
 
 def zeros(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str = "cpu") -> Tensor:
@@ -57,14 +67,14 @@ def ones(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str =
 
 def randn(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str = "cpu",
           rng: np.random.Generator | None = None) -> Tensor:
-    """Standard-normal entries, drawn on the host from ``rng`` (or the seeded default) for reproducibility."""
+    """Standard-normal entries, drawn on the host from ``rng`` (or the seeded default generator)."""
     shape = _shape_arg(shape)
     values = (rng or _default_rng).standard_normal(shape).astype(dtype)
     return tensor(values, requires_grad=requires_grad, device=device)
 
 
 def arange(start, stop=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
-    """Evenly spaced values like ``np.arange``; integers stay int64, floats are float32 by default."""
+    """Evenly spaced values like ``np.arange``; integers stay int64, floats become float32."""
     if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
         dtype = DEFAULT_DTYPE
     return Tensor(xp_for(device).arange(start, stop, step, dtype=dtype))
@@ -74,3 +84,56 @@ def _shape_arg(shape: Sequence) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
+
+
+# --- functional forms of ops: tl.where, tl.maximum, tl.erf, tl.concatenate, tl.stack, tl.split ---
+def where(condition, x, y) -> Tensor:
+    """``x`` where ``condition`` holds, else ``y`` (like ``np.where``); differentiable in both."""
+    like = x if isinstance(x, Tensor) else y
+    if not isinstance(like, Tensor):
+        raise TypeError("where() needs x or y to be a Tensor")
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    return apply(ops.Where(condition), as_tensor(x, like), as_tensor(y, like))
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise maximum of a and b (like ``np.maximum``)."""
+    like = a if isinstance(a, Tensor) else b
+    return apply(ops.Maximum(), as_tensor(a, like), as_tensor(b, like))
+
+
+def erf(x: Tensor) -> Tensor:
+    """The error function, elementwise (:class:`ops.Erf`)."""
+    return apply(ops.Erf(), x)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (like ``np.concatenate``)."""
+    return apply(shape_ops.Concatenate(axis), *tensors)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along a new axis (like ``np.stack``, and computed as it does: each tensor gets a
+    new axis of length 1 there, then they are concatenated along it)."""
+    ndim = tensors[0].ndim + 1
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"stack: axis {axis} is out of bounds for the {ndim} axes of the result")
+    axis %= ndim
+    return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
+
+
+def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
+    """Cut ``x`` along ``axis`` into equal sections or at cut points (like ``np.split``). Each piece
+    is a slice of x, so the engine sums the pieces' gradients: together they fill dL/dx."""
+    length = x.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if length % indices_or_sections:
+            raise ValueError(f"split: axis {axis} of length {length} does not divide into "
+                             f"{indices_or_sections} equal sections")
+        step = length // indices_or_sections
+        cuts = list(range(step, length, step))
+    else:
+        cuts = list(indices_or_sections)
+    bounds = [0, *cuts, length]
+    before = (slice(None),) * (axis % x.ndim)
+    return [x[before + (slice(start, stop),)] for start, stop in zip(bounds[:-1], bounds[1:])]

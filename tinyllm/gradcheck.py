@@ -1,13 +1,14 @@
 """Finite-difference gradient checking (chapter 01, section "Trust, but verify").
 
-For a function f with output y and a *random* output cotangent v, the scalar L = <v, f(x)> has gradient
-dL/dx = J^T v, which is what ``backward(v)`` computes. Central differences estimate each entry:
+For a function f with output y and a *random* output cotangent v, the scalar L = <v, f(x)> has
+gradient dL/dx = J^T v, which is what ``backward(v)`` computes. Central differences estimate each
+entry:
 
     dL/dx_i  ~  (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)          error O(eps^2)       (eq. 1.9)
 
-A random v (rather than ``.sum()``, i.e. v = 1) makes sure every output entry and every Jacobian row is
-tested with its own weight, so errors cannot cancel. In float64 with eps = 1e-6 the estimate is good to
-about 1e-10 (relative) for smooth functions of moderate size.
+A random v (rather than ``.sum()``, i.e. v = 1) makes sure every output entry and every Jacobian
+row is tested with its own weight, so errors cannot cancel. In float64 with eps = 1e-6 the estimate
+is good to about 1e-10 (relative) for smooth functions of moderate size.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tinyllm.autograd import no_grad
 from tinyllm.backend import to_numpy
-from tinyllm.tensor import Tensor, no_grad
+from tinyllm.tensor import Tensor
 
 
 class GradcheckError(AssertionError):
@@ -30,11 +32,12 @@ def _outputs(result) -> list[Tensor]:
 
 def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], *inputs: Tensor, eps: float = 1e-6,
               atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> bool:
-    """Check ``backward`` of ``fn`` against central finite differences for every input that requires grad.
+    """Check ``backward`` of ``fn`` against central differences for every input that requires grad.
 
-    ``fn`` takes the tensors ``inputs`` and returns a Tensor or a sequence of Tensors. Inputs that require
-    a gradient must be float64. Returns True, or raises :class:`GradcheckError` with the worst element, its
-    analytic and numeric values, when |analytic - numeric| > atol + rtol * |numeric| anywhere.
+    ``fn`` takes the tensors ``inputs`` and returns a Tensor or a sequence of Tensors. Inputs that
+    require a gradient must be float64. Returns True, or raises :class:`GradcheckError` with the
+    worst element, its analytic and numeric values, when |analytic - numeric| > atol + rtol *
+    |numeric| anywhere.
     """
     variables = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     if not variables:
@@ -42,8 +45,9 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], *inputs: Tensor, eps
     for t in variables:
         if t.dtype != np.float64:
             raise TypeError(
-                f"gradcheck needs float64 inputs (got {t.dtype}): in float32 a central difference keeps "
-                "only about a third of its digits at best. Create the inputs with dtype=np.float64."
+                f"gradcheck needs float64 inputs (got {t.dtype}): in float32 a central difference "
+                "keeps only about a third of its digits at best. Create the inputs with "
+                "dtype=np.float64."
             )
     rng = np.random.default_rng(seed)
 

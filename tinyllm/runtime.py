@@ -1,10 +1,10 @@
 """Process-level settings a training run may opt into (chapter 11, "Making it fast").
 
-NumPy allocates a fresh array for almost every intermediate result, and a training step frees the same large
-arrays again and again. glibc's allocator returns big freed blocks to the operating system at once (they are
-``mmap``-ed, or trimmed from the heap top), so the next step pays for page faults and zeroing all over
-again. Telling the allocator to keep freed memory makes a NumPy training step 13-19% faster on our machines.
-This is never done at import: ``tinyllm train`` opts in.
+NumPy allocates a fresh array for almost every intermediate result, and a training step frees the
+same large arrays again and again. glibc's allocator returns big freed blocks to the operating
+system at once (they are ``mmap``-ed, or trimmed from the heap top), so the next step pays for page
+faults and zeroing all over again. Telling the allocator to keep freed memory makes a NumPy training
+step 13-19% faster on our machines. This is never done at import: ``tinyllm train`` opts in.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ M_MMAP_MAX = -4
 def limit_blas_threads(threads: int) -> None:
     """Use at most ``threads`` BLAS threads for matrix products from now on (needs threadpoolctl).
 
-    Two threads are fastest on an idle 2-core machine; on a shared or virtual machine whose cores are busy
-    with other work, one thread can be several times faster, because waiting BLAS threads spin.
+    Two threads are fastest on an idle 2-core machine; on a shared or virtual machine whose cores
+    are busy with other work, one thread can be several times faster: waiting BLAS threads spin.
     """
     if threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {threads}")
@@ -51,6 +51,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    trimmed = mallopt(M_TRIM_THRESHOLD, 2**30)  # only trim when more than 1 GiB sits free at the top
-    no_mmap = mallopt(M_MMAP_MAX, 0)  # serve large arrays from the heap, where freed blocks are reused
+    trimmed = mallopt(M_TRIM_THRESHOLD, 2**30)  # trim only when over 1 GiB sits free at the top
+    no_mmap = mallopt(M_MMAP_MAX, 0)  # large arrays from the heap, where freed blocks are reused
     return bool(trimmed and no_mmap)

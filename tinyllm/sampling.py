@@ -1,9 +1,10 @@
 """Choosing the next token from a model's logits (chapter 11, section "Sampling distributions").
 
-Given logits z (B, V) for the next position, sampling draws a token from p = softmax(z / temperature),
-optionally restricted to the k most likely tokens (top-k; Fan et al. 2018) or to the smallest set of tokens
-whose probabilities add up to at least ``top_p`` (nucleus sampling; Holtzman et al. 2020). Temperature 0
-means greedy decoding (the arg-max). Everything is whole-array NumPy over the batch.
+Given logits z (B, V) for the next position, sampling draws a token from p = softmax(z /
+temperature), optionally restricted to the k most likely tokens (top-k; Fan et al. 2018) or to the
+smallest set of tokens whose probabilities add up to at least ``top_p`` (nucleus sampling; Holtzman
+et al. 2020). Temperature 0 means greedy decoding (the arg-max). Everything is whole-array NumPy
+over the batch.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """Return a copy of ``logits`` (B, V) with the tokens outside top-k / the top-p nucleus set to -inf."""
+def filter_logits(logits: np.ndarray, top_k: int | None = None,
+                  top_p: float | None = None) -> np.ndarray:
+    """A copy of ``logits`` (B, V) with the tokens outside top-k / the top-p nucleus set to -inf."""
     logits = np.array(logits, dtype=np.float64)  # (B, V), a copy we own
     vocab = logits.shape[-1]
     if top_k is not None:
@@ -28,8 +30,8 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
         sorted_logits = np.take_along_axis(logits, order, axis=-1)
         probs = np.exp(sorted_logits - sorted_logits[:, :1])
         probs /= probs.sum(axis=-1, keepdims=True)
-        mass_before = np.cumsum(probs, axis=-1) - probs  # probability of the tokens ranked above each one
-        drop_sorted = mass_before >= top_p  # the most likely token always stays (its mass_before is 0)
+        mass_before = np.cumsum(probs, axis=-1) - probs  # the mass of the tokens ranked above
+        drop_sorted = mass_before >= top_p  # the most likely token always stays (mass_before 0)
         drop = np.zeros_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=-1)
         logits[drop] = -np.inf
@@ -51,4 +53,5 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float
     probs /= probs.sum(axis=-1, keepdims=True)
     cdf = np.cumsum(probs, axis=-1)  # (B, V)
     u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # (B, 1)
-    return (cdf <= u).sum(axis=-1).clip(max=logits.shape[-1] - 1).astype(np.int64)  # first index with cdf > u
+    first_above = (cdf <= u).sum(axis=-1)  # (B,) the first index whose cdf exceeds u
+    return first_above.clip(max=logits.shape[-1] - 1).astype(np.int64)

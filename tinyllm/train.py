@@ -1,20 +1,23 @@
-"""One training loop for GPT and BERT (chapter 11, "Training"; chapter 09 for the optimizer and checkpoints).
+"""One training loop for GPT and BERT (chapter 11, "Training"; chapter 09 for the optimizer).
 
-    for step in range(iters):
-        lr = warm-up + cosine schedule(step)
-        for k micro-batches: loss = task.loss(model, batch) / k; loss.backward()    (gradient accumulation)
-        clip the global gradient norm; AdamW step; zero the gradients
+    for step in range(iters):                                       train_step:
+        set the learning rate from the warm-up + cosine schedule        scheduler.step()
+        for k micro-batches: loss = task.loss(model, batch) / k;        accumulate_gradients
+            loss.backward()                  (gradient accumulation)
+        clip the global gradient norm; AdamW step; zero the gradients   apply_update
         every eval_interval steps: validation loss (and perplexity; for BERT masked-token accuracy)
 
-A run writes to ``out_dir``: ``checkpoint.safetensors`` (weights, optimizer moments, step, random-generator
-states, tokenizer and settings: everything an exact resume needs; written atomically, no pickle),
-``loss.png`` and ``metrics.json``. Ctrl-C finishes the current step, saves a checkpoint and stops; ``resume``
+:func:`train_step` is the one training step: ``tinyllm train`` runs it, and so do the benchmark and
+the profiler behind ``tinyllm bench``. A run writes to ``out_dir``: ``checkpoint.safetensors``
+(everything an exact resume needs, ``tinyllm.checkpoint.training``), ``loss.png`` and
+``metrics.json``. Ctrl-C finishes the current step, saves a checkpoint and stops; ``resume``
 continues from it and gives the same losses as a run that was never interrupted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
 import time
@@ -24,17 +27,19 @@ from pathlib import Path
 import numpy as np
 
 from tinyllm import optim
-from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
-from tinyllm.data import load_corpus, load_text
+from tinyllm.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+    saved_settings,
+)
+from tinyllm.corpus import load_corpus, load_text
 from tinyllm.models import BERT, BERT_PRESETS, GPT, GPT_PRESETS, BERTConfig, GPTConfig
 from tinyllm.nn import Module
 from tinyllm.objectives import BERT_SPECIAL_TOKENS, LanguageModelTask, MaskedLMTask
 from tinyllm.runtime import keep_freed_memory
-from tinyllm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
-CHECKPOINT_FORMAT = "tinyllm-checkpoint-2"  # 2: configs use the README's names (d_model, num_heads, ...)
-OLD_FORMATS = {"tinyllm-checkpoint-1": "tinyllm 0.1 (config fields n_embd, n_head, n_layer, block_size)"}
+from tinyllm.tokenizers import BPETokenizer, CharTokenizer
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class TrainConfig:
 
     model: str = "gpt"  # "gpt" (autoregressive LM) or "bert" (MLM + NSP)
     preset: str = "shakespeare-char"  # model shape: a key of GPT_PRESETS or BERT_PRESETS
-    data: str | None = None  # a UTF-8 text file (last 10% = validation); None: the Shakespeare corpus
-    corpus: str = "shakespeare"  # which bundled corpus when data is None ("shakespeare-all": 37 plays)
+    data: str | None = None  # a UTF-8 text file (last 10% = validation); None: a bundled corpus
+    corpus: str = "shakespeare"  # bundled corpus when data is None ("shakespeare-all": 37 plays)
     tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the training text)
     bpe_vocab_size: int = 2000  # BPE vocabulary: 256 bytes + merges + special tokens
     iters: int = 2000  # optimizer steps
@@ -71,16 +76,16 @@ class TrainConfig:
 TRAIN_PRESETS = {
     "shakespeare-char": TrainConfig(),
     "shakespeare-bert": TrainConfig(
-        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32, lr=1e-3,
-        min_lr=1e-4, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10, final_eval_iters=50,
-        sample_tokens=0, out_dir="runs/shakespeare-bert",
+        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32,
+        lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10,
+        final_eval_iters=50, sample_tokens=0, out_dir="runs/shakespeare-bert",
     ),
 }
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Building the pieces
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def load_texts(config: TrainConfig) -> tuple[str, str]:
@@ -100,7 +105,8 @@ def build_tokenizer(config: TrainConfig, train_text: str, val_text: str):
 def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig | BERTConfig:
     presets = GPT_PRESETS if config.model == "gpt" else BERT_PRESETS
     if config.preset not in presets:
-        raise ValueError(f"unknown {config.model} preset {config.preset!r}; choose one of {sorted(presets)}")
+        raise ValueError(f"unknown {config.model} preset {config.preset!r}; "
+                         f"choose one of {sorted(presets)}")
     return dataclasses.replace(presets[config.preset], vocab_size=vocab_size)
 
 
@@ -123,96 +129,67 @@ def build_optimizer(config: TrainConfig, model: Module) -> optim.AdamW:
     return optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
 
 
-def module_generators(model: Module) -> dict[str, np.random.Generator]:
-    """Every random generator the model's layers own (dropout masks), by module name: saved for resume."""
-    return {f"{name}.rng" if name else "rng": module.rng for name, module in model.named_modules()
-            if isinstance(getattr(module, "rng", None), np.random.Generator)}
+def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LRScheduler:
+    """Warm-up to ``config.lr``, then half a cosine to ``config.min_lr`` at ``config.iters``
+    (eq. 9.11), as an ``LRScheduler`` whose ``step_count`` a checkpoint saves."""
+    schedule = functools.partial(optim.warmup_cosine, max_lr=config.lr, min_lr=config.min_lr,
+                                 warmup_steps=config.warmup_iters, total_steps=config.iters)
+    return optim.LRScheduler(optimizer, schedule)
 
 
-# --------------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, config: TrainConfig, shape, tokenizer, model: Module, optimizer,
-                    step: int, data_rng: np.random.Generator, history: dict) -> None:
-    """Everything needed to resume exactly, in one safetensors file (written atomically)."""
-    arrays = {f"model.{name}": value for name, value in model.state_dict().items()}
-    optimizer_arrays, optimizer_numbers = optim.optimizer_state_to_arrays(optimizer.state_dict())
-    arrays.update(optimizer_arrays)
-    generators = {"data": data_rng.bit_generator.state}
-    generators.update({name: g.bit_generator.state for name, g in module_generators(model).items()})
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "train_config": json.dumps(dataclasses.asdict(config)),
-        "model_kind": config.model,
-        "model_config": json.dumps(dataclasses.asdict(shape)),
-        "tokenizer": json.dumps(tokenizer.to_dict()),
-        "step": str(step),
-        "generators": json.dumps(generators),
-        "optimizer": json.dumps(optimizer_numbers),
-        "history": json.dumps(history),
-    }
-    save_safetensors(path, arrays, metadata)
+def accumulate_gradients(model: Module, task, data_rng: np.random.Generator,
+                         grad_accum: int) -> float:
+    """Forward and backward over ``grad_accum`` micro-batches; returns the mean of their losses.
+
+    Each micro-batch's loss is divided by k = grad_accum before its backward, so the gradients that
+    add up in ``p.grad`` are those of the mean loss over the k micro-batches (eq. 9.14).
+    """
+    loss_sum = 0.0
+    for _ in range(grad_accum):
+        loss = task.loss(model, task.batch("train", data_rng)) / grad_accum
+        loss.backward()
+        loss_sum += loss.item()
+    return loss_sum
 
 
-def _refuse_old_format(path: Path, metadata: dict[str, str]) -> None:
-    """A checkpoint of an earlier tinyllm gets an error that says so, not a confusing missing-field one."""
-    old = OLD_FORMATS.get(metadata.get("format", ""))
-    if old is not None:
-        raise CheckpointError(
-            f"{path} was written by {old}; this tinyllm reads {CHECKPOINT_FORMAT} only: train the "
-            "model again with this version, or read the file with the tinyllm that wrote it"
-        )
+def apply_update(model: Module, optimizer: optim.Optimizer, grad_clip: float) -> None:
+    """Clip the global gradient norm to ``grad_clip`` (eq. 9.13; 0: off), step, zero the grads."""
+    if grad_clip > 0:
+        optim.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: optim.Optimizer,
+               scheduler: optim.LRScheduler, grad_clip: float, grad_accum: int) -> float:
+    """One optimizer step; returns the training loss (the mean over the micro-batches).
+
+    The learning rate of this step comes from the schedule, the batches from ``data_rng``;
+    afterwards the parameters are updated and their gradients are None again.
+    """
+    scheduler.step()
+    loss = accumulate_gradients(model, task, data_rng, grad_accum)
+    apply_update(model, optimizer, grad_clip)
+    return loss
 
 
 def saved_train_config(out_dir: str | Path) -> TrainConfig:
-    """The settings the run in ``out_dir`` was started with, read from its checkpoint (for --resume)."""
-    path = Path(out_dir) / CHECKPOINT_NAME
-    _, metadata = load_safetensors(path)
-    _refuse_old_format(path, metadata)
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a tinyllm training checkpoint, so there is no run to resume")
-    return TrainConfig(**json.loads(metadata["train_config"]))
+    """The settings the run in ``out_dir`` was started with, from its checkpoint (for --resume)."""
+    return TrainConfig(**saved_settings(Path(out_dir) / CHECKPOINT_NAME))
 
 
-def load_checkpoint(path: str | Path):
-    """Read a training checkpoint: returns (model, tokenizer, info) with info holding the rest."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    arrays, metadata = load_safetensors(path)
-    _refuse_old_format(path, metadata)
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is a safetensors file but not a tinyllm training checkpoint (no '{CHECKPOINT_FORMAT}' "
-            "format tag); pass the checkpoint.safetensors written by `tinyllm train`"
-        )
-    kind = metadata["model_kind"]
-    shape_class = GPTConfig if kind == "gpt" else BERTConfig
-    shape = shape_class(**json.loads(metadata["model_config"]))
-    model = build_model(kind, shape, seed=0)
-    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
-    tokenizer = tokenizer_from_dict(json.loads(metadata["tokenizer"]))
-    saved = json.loads(metadata["train_config"])
-    info = {
-        "config": TrainConfig(**saved),
-        "shape": shape,
-        "step": int(metadata["step"]),
-        "generators": json.loads(metadata["generators"]),
-        "optimizer_state": optim.optimizer_state_from_arrays(arrays, json.loads(metadata["optimizer"])),
-        "history": json.loads(metadata["history"]),
-    }
-    return model, tokenizer, info
-
-
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The loop
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 class _StopRequest:
-    """Turns the first Ctrl-C into a request to stop after the current step; a second one stops at once."""
+    """Turns the first Ctrl-C into a request to stop after the current step; a second stops now."""
 
     def __init__(self):
         self.requested = False
@@ -228,18 +205,20 @@ def _print(message: str) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=_print) -> dict:
-    """Run ``config`` (or continue the run in ``config.out_dir`` when ``resume``); return the metrics."""
+    """Run ``config`` (or continue the run in ``config.out_dir`` if ``resume``); returns metrics."""
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     train_text, val_text = load_texts(config)
     if resume:
         model, tokenizer, info = load_checkpoint(checkpoint_path)
-        saved = info["config"]
+        saved = TrainConfig(**info["settings"])
+        may_change = ("iters", "out_dir", "device", "checkpoint_interval", "eval_interval")
         changed = [f.name for f in dataclasses.fields(TrainConfig)
-                   if f.name not in ("iters", "out_dir", "device", "checkpoint_interval", "eval_interval")
+                   if f.name not in may_change
                    and getattr(saved, f.name) != getattr(config, f.name)]
         if changed:
-            raise ValueError(f"cannot resume {checkpoint_path} with different settings: {', '.join(changed)}")
+            raise ValueError(f"cannot resume {checkpoint_path} with different settings: "
+                             f"{', '.join(changed)}")
         shape, step, history = info["shape"], info["step"], info["history"]
     else:
         tokenizer = build_tokenizer(config, train_text, val_text)
@@ -249,54 +228,44 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     model.to(config.device)
     task = build_task(config, tokenizer, shape, train_text, val_text)
     optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer)
     data_rng = np.random.default_rng(config.seed)
     if resume:
         optimizer.load_state_dict(info["optimizer_state"])
-        data_rng.bit_generator.state = info["generators"]["data"]
-        for name, generator in module_generators(model).items():
-            generator.bit_generator.state = info["generators"][name]
+        scheduler.load_state_dict(info["scheduler_state"])
+        restore_generators(info["generators"], model, data_rng)
     keep_freed_memory()
 
     def save() -> None:
-        save_checkpoint(checkpoint_path, config, shape, tokenizer, model, optimizer, step, data_rng, history)
-
-    def schedule(i: int) -> float:
-        return optim.warmup_cosine(i, config.lr, config.min_lr, config.warmup_iters, config.iters)
+        save_checkpoint(checkpoint_path, model, optimizer, scheduler, tokenizer, data_rng,
+                        settings=dataclasses.asdict(config), step=step, history=history)
 
     stop = _StopRequest()
     previous_handler = signal.signal(signal.SIGINT, stop)
+    tokens_per_step = task.tokens_per_batch * config.grad_accum
     log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
-        f"vocabulary {tokenizer.vocab_size}, {task.tokens_per_batch * config.grad_accum} tokens per step")
+        f"vocabulary {tokenizer.vocab_size}, {tokens_per_step} tokens per step")
     bar = _progress_bar(progress, config.iters, step)
     start_step, started = step, time.perf_counter()
     try:
         while step < config.iters and not stop.requested:
-            lr = schedule(step)
-            optim.set_lr(optimizer, lr)
-            loss_sum = 0.0
-            for _ in range(config.grad_accum):
-                loss = task.loss(model, task.batch("train", data_rng)) / config.grad_accum
-                loss.backward()
-                loss_sum += loss.item()
-            if config.grad_clip > 0:
-                optim.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad()
+            loss = train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
+                              config.grad_accum)
             step += 1
             history["step"].append(step)
-            history["train_loss"].append(loss_sum)
-            history["lr"].append(lr)
+            history["train_loss"].append(loss)
+            history["lr"].append(optimizer.param_groups[0]["lr"])  # the step's rate (all groups')
             elapsed = time.perf_counter() - started
-            tokens_per_s = (step - start_step) * task.tokens_per_batch * config.grad_accum / elapsed
+            tokens_per_s = (step - start_step) * tokens_per_step / elapsed
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
             if step % config.eval_interval == 0 and step < config.iters:
                 val = task.evaluate(model, "val", config.eval_iters, seed=config.seed + 1)
                 history["eval_step"].append(step)
                 history["val_loss"].append(val["loss"])
                 model.train()
-                _write(bar, log, f"step {step}: train loss {loss_sum:.4f}, val loss {val['loss']:.4f}")
+                _write(bar, log, f"step {step}: train loss {loss:.4f}, val loss {val['loss']:.4f}")
             if step % config.checkpoint_interval == 0 and step < config.iters:
                 save()
     finally:
@@ -314,8 +283,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     metrics = {"model": config.model, "preset": config.preset, "parameters": model.num_parameters(),
                "iters": step, "wall_s": round(wall, 2),
                "ms_per_step": round(1000 * wall / max(steps_run, 1), 2),
-               "tokens_per_s": round(steps_run * task.tokens_per_batch * config.grad_accum
-                                     / max(wall, 1e-9), 1)}
+               "tokens_per_s": round(steps_run * tokens_per_step / max(wall, 1e-9), 1)}
     val = task.evaluate(model, "val", config.final_eval_iters, seed=config.seed + 1)
     train_eval = task.evaluate(model, "train", config.final_eval_iters, seed=config.seed + 2)
     model.train()
@@ -348,9 +316,9 @@ def _write(bar, log, message: str) -> None:
 
 
 def plot_losses(history: dict, path: Path, title: str = "") -> None:
-    """Training loss per step (light), its moving average, and the validation estimates (dots) as a PNG.
+    """Training loss per step (light), its moving average and the validation estimates (dots), PNG.
 
-    Drawn on a bare ``Figure`` (no pyplot), so it needs no display and leaves a notebook's plotting alone.
+    Drawn on a bare ``Figure`` (no pyplot): it needs no display and leaves a notebook's plots alone.
     """
     from matplotlib.figure import Figure
 
@@ -363,7 +331,8 @@ def plot_losses(history: dict, path: Path, title: str = "") -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], smooth, color="tab:blue", label=f"train ({window}-step mean)")
     if history["eval_step"]:
-        ax.plot(history["eval_step"], history["val_loss"], "o-", color="tab:orange", label="validation")
+        ax.plot(history["eval_step"], history["val_loss"], "o-", color="tab:orange",
+                label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_title(title)

@@ -2,11 +2,12 @@
 
     ids, segments (B, T) -> token + position + segment embeddings -> LayerNorm -> dropout
     -> L post-LN encoder blocks (every position sees every real position)
-    -> MLM head: dense C -> C, GELU, LayerNorm, then logits = h W_te^T + b (B, T, V), tied to the input
-       embedding (Devlin et al. 2019, as in the released BERT)
+    -> MLM head: dense C -> C, GELU, LayerNorm, then logits = h W_te^T + b (B, T, V), tied to the
+       input embedding (Devlin et al. 2019, as in the released BERT)
     -> NSP head on the [CLS] position: pooler tanh(h_cls W_p + b_p), then a 2-way classifier.
 
-The module names and the LayerNorm epsilon 1e-12 follow the released BERT, so its weights map one to one.
+The module names and the LayerNorm epsilon 1e-12 follow the released BERT, so its weights map one to
+one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyllm.backend import get_array_module, to_numpy
-from tinyllm.creation import default_rng
+from tinyllm.creation import default_rng, spawn_rng
 from tinyllm.nn import (
     GELU,
     Dropout,
@@ -50,15 +51,17 @@ BERT_PRESETS = {
     # a small BERT that pretrains on the Shakespeare corpus in minutes on a laptop CPU
     "shakespeare-bert": BERTConfig(),
     # BERT-base's shape (Devlin et al. 2019): 110M parameters with V = 30522
-    "bert-base": BERTConfig(vocab_size=30522, context_length=512, num_layers=12, num_heads=12, d_model=768, d_ff=3072),
+    "bert-base": BERTConfig(vocab_size=30522, context_length=512, num_layers=12, num_heads=12,
+                            d_model=768, d_ff=3072),
 }
 
 
 def bert_parameter_count(config: BERTConfig) -> int:
-    """Closed form (eq. 12.5): embeddings (V + T + 2) C + 2 C; per block 4 (C^2 + C) + 2 C d_ff + d_ff + C
-    + 4 C; pooler C^2 + C; NSP 2 C + 2; MLM head C^2 + C + 2 C + V (its output matrix is the tied W_te)."""
-    V, T, S, C, F, L = (config.vocab_size, config.context_length, config.type_vocab_size, config.d_model,
-                        config.d_ff, config.num_layers)
+    """Closed form (eq. 12.5): embeddings (V + T + 2) C + 2 C; per block 4 (C^2 + C) + 2 C d_ff +
+    d_ff + C + 4 C; pooler C^2 + C; NSP 2 C + 2; MLM head C^2 + C + 2 C + V (its output matrix is
+    the tied W_te)."""
+    V, T, S = config.vocab_size, config.context_length, config.type_vocab_size
+    C, F, L = config.d_model, config.d_ff, config.num_layers
     embeddings = (V + T + S) * C + 2 * C
     block = 4 * (C * C + C) + 2 * C * F + F + C + 4 * C
     return embeddings + L * block + (C * C + C) + (2 * C + 2) + (C * C + C + 2 * C + V)
@@ -67,7 +70,8 @@ def bert_parameter_count(config: BERTConfig) -> int:
 class BERT(Module):
     """``model(ids, segment_ids, attention_mask)`` -> (MLM logits (B, T, V), NSP logits (B, 2))."""
 
-    def __init__(self, config: BERTConfig, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+    def __init__(self, config: BERTConfig, rng: np.random.Generator | None = None,
+                 dtype=DEFAULT_DTYPE):
         rng = rng or default_rng()
         self.config = config
         C = config.d_model
@@ -75,7 +79,7 @@ class BERT(Module):
         self.pos_emb = LearnedPositionalEmbedding(config.context_length, C, rng=rng, dtype=dtype)
         self.seg_emb = Embedding(config.type_vocab_size, C, rng=rng, dtype=dtype)
         self.emb_ln = LayerNorm(C, eps=config.eps, dtype=dtype)
-        self.emb_drop = Dropout(config.dropout, rng=np.random.default_rng(int(rng.integers(2**63))))
+        self.emb_drop = Dropout(config.dropout, rng=spawn_rng(rng))
         self.encoder = TransformerEncoder(config.num_layers, C, config.num_heads, d_ff=config.d_ff,
                                           dropout=config.dropout, norm_first=False, eps=config.eps,
                                           rng=rng, dtype=dtype)
@@ -98,18 +102,24 @@ class BERT(Module):
     def encode(self, ids, segment_ids=None, attention_mask=None) -> Tensor:
         """The contextual vectors h (B, T, C) of every position."""
         ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        segment_ids = np.zeros_like(ids) if segment_ids is None else segment_ids
+        self._check_ids(ids, segment_ids)
+        x = self.pos_emb(self.tok_emb(ids)) + self.seg_emb(segment_ids)  # (B, T, C)
+        x = self.emb_drop(self.emb_ln(x))  # (B, T, C)
+        return self.encoder(x, mask=attention_mask)  # (B, T, C)
+
+    def _check_ids(self, ids, segment_ids) -> None:
         if ids.ndim != 2:
             raise ValueError(f"BERT expects token ids (B, T), got shape {ids.shape}")
         if ids.shape[1] > self.config.context_length:
             raise ValueError(
-                f"input of {ids.shape[1]} tokens is longer than context_length = {self.config.context_length}"
+                f"input of {ids.shape[1]} tokens is longer than context_length = "
+                f"{self.config.context_length}"
             )
-        segment_ids = np.zeros_like(ids) if segment_ids is None else segment_ids
         if np.shape(segment_ids) != ids.shape:
-            raise ValueError(f"segment_ids expected (B, T) = {ids.shape}, got {np.shape(segment_ids)}")
-        x = self.pos_emb(self.tok_emb(ids)) + self.seg_emb(segment_ids)  # (B, T, C)
-        x = self.emb_drop(self.emb_ln(x))  # (B, T, C)
-        return self.encoder(x, mask=attention_mask)  # (B, T, C)
+            raise ValueError(
+                f"segment_ids expected (B, T) = {ids.shape}, got {np.shape(segment_ids)}"
+            )
 
     def mlm_logits(self, h: Tensor) -> Tensor:
         """The MLM head on vectors h (..., C) -> logits (..., V), tied to the token embedding."""
@@ -124,17 +134,20 @@ class BERT(Module):
     def forward(self, ids, segment_ids=None, attention_mask=None, masked_positions=None):
         """-> (MLM logits, NSP logits (B, 2)).
 
-        The MLM logits are (B, T, V) for every position, or, when ``masked_positions`` (a boolean (B, T)
-        array) is given, (N, V) for the N chosen positions only, in row-major order: the V-wide output
-        layer then runs on about 15% of the positions, which is all the MLM loss needs.
+        The MLM logits are (B, T, V) for every position, or, when ``masked_positions`` (a boolean
+        (B, T) array) is given, (N, V) for the N chosen positions only, in row-major order: the
+        V-wide output layer then runs on about 15% of the positions, which is all the MLM loss
+        needs.
         """
         h = self.encode(ids, segment_ids, attention_mask)  # (B, T, C)
         if masked_positions is not None:
             xp = get_array_module(h.data)
-            rows, cols = (xp.asarray(index) for index in np.nonzero(to_numpy(masked_positions)))  # (N,), (N,)
+            chosen = np.nonzero(to_numpy(masked_positions))  # row and column indices, (N,) each
+            rows, cols = (xp.asarray(index) for index in chosen)  # on the model's device
             return self.mlm_logits(h[rows, cols]), self.nsp_logits(h)  # (N, V), (B, 2)
         return self.mlm_logits(h), self.nsp_logits(h)  # (B, T, V), (B, 2)
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, C={c.d_model}"
+        return (f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, "
+                f"C={c.d_model}")

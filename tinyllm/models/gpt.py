@@ -1,14 +1,14 @@
 """GPT: a decoder-only Transformer language model (chapter 11).
 
     ids (B, T) -> token embedding + learned position embedding -> L pre-LN blocks with causal
-    self-attention -> final LayerNorm -> logits = x W_te^T (B, T, V), the output layer tied to the input
-    embedding (Press & Wolf 2017).
+    self-attention -> final LayerNorm -> logits = x W_te^T (B, T, V), the output layer tied to the
+    input embedding (Press & Wolf 2017).
 
-Trained with the autoregressive objective: the logits at position t predict token t + 1 (eq. 11.2). The
-initialisation follows GPT-2 (Radford et al. 2019): every matrix N(0, 0.02^2), except the two projections
-that write into the residual stream in each block (``attn.out_proj`` and ``ff.fc2``), whose standard
-deviation is divided by sqrt(2 L), so that the variance of the residual stream does not grow with depth (eq.
-11.6).
+Trained with the autoregressive objective: the logits at position t predict token t + 1 (eq. 11.2).
+The initialisation follows GPT-2 (Radford et al. 2019): every matrix N(0, 0.02^2), except the two
+projections that write into the residual stream in each block (``attn.out_proj`` and ``ff.fc2``),
+whose standard deviation is divided by sqrt(2 L), so that the variance of the residual stream does
+not grow with depth (eq. 11.6).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 import tinyllm.nn.functional as F
 from tinyllm.backend import to_numpy
-from tinyllm.creation import default_rng
+from tinyllm.creation import default_rng, spawn_rng
 from tinyllm.nn import (
     Dropout,
     Embedding,
@@ -38,13 +38,13 @@ from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 class GPTConfig:
     """The shape of a GPT. ``vocab_size`` comes from the tokenizer."""
 
-    vocab_size: int = 70  # V: number of distinct tokens (the 70 characters of our Shakespeare corpus)
+    vocab_size: int = 70  # V: distinct tokens (the 70 characters of our Shakespeare corpus)
     context_length: int = 64  # longest context the model sees (number of learned positions)
     num_layers: int = 4  # L: Transformer blocks
     num_heads: int = 4  # H: attention heads per block
     d_model: int = 128  # C: model width; each head has D = C / H
     dropout: float = 0.0  # on embeddings, attention weights and residual branches during training
-    bias: bool = False  # biases in Linear layers and LayerNorms (GPT-2 has them; nanoGPT's CPU recipe not)
+    bias: bool = False  # biases in Linear and LayerNorm (GPT-2 has them, nanoGPT's CPU recipe not)
     activation: str = "gelu"  # exact GELU; "gelu_tanh" is GPT-2's approximation
 
 
@@ -52,7 +52,8 @@ GPT_PRESETS = {
     # nanoGPT's CPU recipe for character-level Shakespeare (trains in minutes on a laptop CPU)
     "shakespeare-char": GPTConfig(context_length=64, num_layers=4, num_heads=4, d_model=128),
     # nanoGPT's GPU recipe for the same data: 10.7M parameters, for a GPU or a patient CPU
-    "shakespeare-char-large": GPTConfig(context_length=256, num_layers=6, num_heads=6, d_model=384, dropout=0.2),
+    "shakespeare-char-large": GPTConfig(context_length=256, num_layers=6, num_heads=6, d_model=384,
+                                        dropout=0.2),
 }
 
 
@@ -67,18 +68,21 @@ def gpt_parameter_count(config: GPTConfig) -> int:
 
 
 class GPT(Module):
-    """A GPT language model; ``model(ids)`` gives logits (B, T, V), ``model(ids, targets)`` also the loss."""
+    """A GPT language model: ``model(ids)`` gives logits (B, T, V), ``model(ids, targets)`` also the
+    loss."""
 
-    def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+    def __init__(self, config: GPTConfig, rng: np.random.Generator | None = None,
+                 dtype=DEFAULT_DTYPE):
         rng = rng or default_rng()
         self.config = config
         C = config.d_model
         self.wte = Embedding(config.vocab_size, C, rng=rng, dtype=dtype)
         self.wpe = LearnedPositionalEmbedding(config.context_length, C, rng=rng, dtype=dtype)
-        self.drop = Dropout(config.dropout, rng=np.random.default_rng(int(rng.integers(2**63))))
+        self.drop = Dropout(config.dropout, rng=spawn_rng(rng))
         self.blocks = [
-            TransformerBlock(C, config.num_heads, d_ff=4 * C, dropout=config.dropout, norm_first=True,
-                             bias=config.bias, activation=config.activation, rng=rng, dtype=dtype)
+            TransformerBlock(C, config.num_heads, d_ff=4 * C, dropout=config.dropout,
+                             norm_first=True, bias=config.bias, activation=config.activation,
+                             rng=rng, dtype=dtype)
             for _ in range(config.num_layers)
         ]
         self.ln_f = LayerNorm(C, bias=config.bias, dtype=dtype)
@@ -90,28 +94,21 @@ class GPT(Module):
         residual_std = 0.02 / math.sqrt(2 * self.config.num_layers)
         for name, p in self.named_parameters():
             if p.ndim == 2:
-                std = residual_std if name.endswith(("attn.out_proj.weight", "ff.fc2.weight")) else 0.02
+                residual = name.endswith(("attn.out_proj.weight", "ff.fc2.weight"))
+                std = residual_std if residual else 0.02
                 p.data = rng.normal(0.0, std, p.shape).astype(p.dtype)
             elif name.endswith(".bias"):
                 p.data = np.zeros(p.shape, dtype=p.dtype)
 
     def forward(self, ids, targets=None, caches: list[KVCache] | None = None):
-        """ids (B, T) -> logits (B, T, V); with ``targets`` (B, T) returns (logits, mean cross-entropy).
+        """ids (B, T) -> logits (B, T, V); with ``targets`` (B, T) also the mean cross-entropy.
 
-        ``caches`` (one :class:`KVCache` per block, generation only): ids are the *new* positions, which
-        continue the cached ones.
+        ``caches`` (one :class:`KVCache` per block, generation only): ids are the *new* positions,
+        which continue the cached ones.
         """
         ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"GPT expects token ids (B, T), got shape {ids.shape}; "
-                             "for one sequence use ids[None]")
-        offset = caches[0].length if caches else 0
-        T = ids.shape[1]
-        if offset + T > self.config.context_length:
-            raise ValueError(
-                f"sequence of {offset + T} positions is longer than the context context_length = "
-                f"{self.config.context_length}; crop the input to its last {self.config.context_length} tokens"
-            )
+        offset = caches[0].length if caches else 0  # positions already in the cache
+        self._check_ids(ids, offset)
         x = self.wte(ids)  # (B, T, C)
         x = self.drop(self.wpe(x, offset=offset))  # (B, T, C)
         for index, block in enumerate(self.blocks):
@@ -122,20 +119,34 @@ class GPT(Module):
             return logits
         return logits, F.cross_entropy(logits, targets)
 
+    def _check_ids(self, ids, offset: int) -> None:
+        if ids.ndim != 2:
+            raise ValueError(f"GPT expects token ids (B, T), got shape {ids.shape}; "
+                             "for one sequence use ids[None]")
+        T, context_length = ids.shape[1], self.config.context_length
+        if offset + T > context_length:
+            raise ValueError(
+                f"sequence of {offset + T} positions is longer than the context_length = "
+                f"{context_length}; crop the input to its last {context_length} tokens"
+            )
+
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, rng: np.random.Generator | None = None,
                  use_cache: bool = True) -> np.ndarray:
-        """Continue each row of ``ids`` (B, T0) by ``max_new_tokens`` sampled tokens; returns (B, T0 + new).
+        """Continue each row of ``ids`` (B, T0) by ``max_new_tokens`` sampled tokens: (B, T0 + new).
 
-        The model sees at most ``context_length`` tokens: beyond that the window slides. With ``use_cache`` the
-        keys and values of the window are kept (:class:`KVCache`) so each new token costs one position, not
-        the whole window; the result is identical to ``use_cache=False``. Learned absolute positions mean a
-        slid window must be recomputed from scratch, so the cache helps while the text fits the window.
+        The model sees at most ``context_length`` tokens: beyond that the window slides. With
+        ``use_cache`` the keys and values of the window are kept (:class:`KVCache`) so each new
+        token costs one position, not the whole window; the result is identical to
+        ``use_cache=False``. Learned absolute positions mean a slid window must be recomputed from
+        scratch, so the cache helps while the text fits the window.
         """
         rng = rng or default_rng()
         ids = np.array(ids.data if isinstance(ids, Tensor) else ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}")
+            raise ValueError(
+                f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"
+            )
         was_training = self.training
         self.eval()
         try:
@@ -144,7 +155,8 @@ class GPT(Module):
             self.train(was_training)
         return ids
 
-    def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache) -> np.ndarray:
+    def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng,
+                     use_cache) -> np.ndarray:
         window, caches = self.config.context_length, None
         with no_grad():
             for _ in range(max_new_tokens):
@@ -163,4 +175,5 @@ class GPT(Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, C={c.d_model}"
+        return (f"V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, H={c.num_heads}, "
+                f"C={c.d_model}")

@@ -18,6 +18,7 @@ from tinyllm.nn.transformer import (
     TransformerBlock,
     TransformerDecoder,
     TransformerEncoder,
+    TransformerStack,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerDecoder",
     "TransformerEncoder",
+    "TransformerStack",
     "Linear",
     "Module",
     "Parameter",

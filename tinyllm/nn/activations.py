@@ -1,22 +1,24 @@
 """Activation functions of the feed-forward network: GELU and ReLU (chapter 08, section 8.4).
 
-GELU (Hendrycks & Gimpel, 2016) weights its input by the probability that a standard normal variable lies
-below it:
+GELU (Hendrycks & Gimpel, 2016) weights its input by the probability that a standard normal variable
+lies below it:
 
-    GELU(x) = x Phi(x) = x/2 (1 + erf(x / sqrt(2)))                                  (eq. 8.10)
-    GELU'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)               (eq. 8.11)
+    GELU(x) = x Phi(x) = x/2 (1 + erf(x / sqrt(2)))                                       (eq. 8.10)
+    GELU'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)                   (eq. 8.11)
 
-and its tanh approximation (from the same paper), used by GPT-2 ("gelu_new" in Hugging Face configurations):
+and its tanh approximation (from the same paper), used by GPT-2 ("gelu_new" in Hugging Face
+configurations):
 
-    GELU_tanh(x) = x/2 (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)              (eq. 8.12)
-    GELU_tanh'(x) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)   (eq. 8.13)
+    GELU_tanh(x) = x/2 (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)                 (eq. 8.12)
+    GELU_tanh'(x) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 0.134145 x^2)     (eq. 8.13)
 
-BERT's original code used the exact erf form ("gelu" in Hugging Face configurations), as do PyTorch's
-``nn.GELU()`` by default and our reference GPT; to reproduce GPT-2's outputs choose ``approximate="tanh"``.
-The two differ by at most 4.7e-4 (at |x| ~ 2.70).
+BERT's original code used the exact erf form ("gelu" in Hugging Face configurations), as do
+PyTorch's ``nn.GELU()`` by default and our reference GPT; to reproduce GPT-2's outputs choose
+``approximate="tanh"``. The two differ by at most 4.7e-4 (at |x| ~ 2.70).
 
-``gelu`` is one fused op per form; ``gelu_composed`` builds the same functions from primitive ops (the
-chapter's starting point, used to test and benchmark the fused ops). ``relu`` is the engine's ReLU.
+``gelu`` is one fused op per form; ``gelu_composed`` builds the same functions from primitive ops
+(the chapter's starting point, used to test and benchmark the fused ops). ``relu`` is the engine's
+ReLU.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from __future__ import annotations
 import math
 
 from tinyllm.backend import get_array_module
+from tinyllm.creation import erf
 from tinyllm.nn.module import Module
-from tinyllm.ops import erf, erf_array
-from tinyllm.tensor import Function, Tensor
+from tinyllm.ops import erf_array
+from tinyllm.tensor import Function, Tensor, apply
 
 _SQRT_HALF = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
@@ -38,8 +41,9 @@ APPROXIMATIONS = ("none", "tanh")
 class GELUFunction(Function):
     """y = x Phi(x) (eq. 8.10);  dL/dx = g * (Phi(x) + x phi(x))  (eq. 8.11)
 
-    Phi uses ``erf_array`` (Abramowitz & Stegun 7.1.26, error below 1.5e-7). The Gaussian exp(-x^2/2) feeds
-    both erf and, in the backward, phi. Saves x (the input, held by the graph anyway) and Phi(x).
+    Phi uses ``erf_array`` (Abramowitz & Stegun 7.1.26, error below 1.5e-7). The Gaussian
+    exp(-x^2/2) feeds both erf and, in the backward, phi. Saves x (the input, held by the graph
+    anyway) and Phi(x).
     """
 
     def forward(self, x):
@@ -66,7 +70,7 @@ class GELUFunction(Function):
         return local
 
 
-class GELUTanhFunction(Function):
+class GELUTanh(Function):
     """y = x/2 (1 + tanh u), u = sqrt(2/pi)(x + 0.044715 x^3)  (eq. 8.12);  dL/dx = g * eq. 8.13
 
     Saves x and tanh(u).
@@ -106,19 +110,20 @@ class GELUTanhFunction(Function):
 def _check_approximate(approximate: str) -> None:
     if approximate not in APPROXIMATIONS:
         raise ValueError(
-            f"gelu approximate must be 'none' (exact erf form) or 'tanh' (GPT-2's form), got {approximate!r}"
+            "gelu approximate must be 'none' (exact erf form) or 'tanh' (GPT-2's form), "
+            f"got {approximate!r}"
         )
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU(x) = x Phi(x), exact (eq. 8.10, ``approximate="none"``) or GPT-2's tanh form (eq. 8.12).
 
-    One fused op each (:class:`GELUFunction`, :class:`GELUTanhFunction`).
+    One fused op each (:class:`GELUFunction`, :class:`GELUTanh`).
     """
     _check_approximate(approximate)
     if approximate == "tanh":
-        return GELUTanhFunction().apply(x)
-    return GELUFunction().apply(x)
+        return apply(GELUTanh(), x)
+    return apply(GELUFunction(), x)
 
 
 def gelu_composed(x: Tensor, approximate: str = "none") -> Tensor:
@@ -134,7 +139,8 @@ def gelu_composed(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def relu(x: Tensor) -> Tensor:
-    """ReLU(x) = max(x, 0): the engine's op (``ops.ReLU``), here so that ``F.relu`` sits by ``F.gelu``."""
+    """ReLU(x) = max(x, 0), the engine's op (``Tensor.relu``), here so that ``F.relu`` sits by
+    ``F.gelu``."""
     return x.relu()
 
 

@@ -1,14 +1,14 @@
 """Token embeddings: a lookup table and its scatter-add gradient (chapter 04, "Embeddings").
 
-An embedding table W of shape (V, C) holds one learned vector per token of a V-token vocabulary. Looking up
-token ids gives their rows (eq. 4.2):
+An embedding table W of shape (V, C) holds one learned vector per token of a V-token vocabulary.
+Looking up token ids gives their rows (eq. 4.2):
 
     y[b, t] = W[ids[b, t]]      which equals      onehot(ids) @ W          (eq. 4.3)
 
 a matrix product with a one-hot matrix that is never built. The gradient is the transposed product
-dW = onehot^T G (eq. 4.4): gradient row n is added into the row of token ids[n], so the rows of a token used
-twice add up, a *scatter-add* (eq. 4.5; chapter 02, eq. 2.8). :func:`embedding` is one fused op with that
-backward; :class:`Embedding` is the layer that owns W.
+dW = onehot^T G (eq. 4.4): gradient row n is added into the row of token ids[n], so the rows of a
+token used twice add up, a *scatter-add* (eq. 4.5; chapter 02, eq. 2.8). :func:`embedding` is one
+fused op with that backward; :class:`Embedding` is the layer that owns W.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tinyllm.backend import (
 )
 from tinyllm.creation import default_rng
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, apply
 
 
 class EmbeddingFunction(Function):
@@ -33,24 +33,8 @@ class EmbeddingFunction(Function):
     dL/dW[v] = sum of the gradient rows g[n] over the positions n with ids[n] = v   (eqs. 4.4, 4.5)
 
     The ids are a constant of the op (integers get no gradient); ``apply`` takes only the weight.
-
-    How the scatter-add is computed. ``np.add.at(dW, ids, G)`` (whole rows) is correct but slow: NumPy walks
-    it index by index through a general path. Treating dW as a flat vector instead, and numbering the cell
-    that entry (n, c) of G goes to, ``ids[n] * C + c``, hands ``np.add.at`` 1-D integer indices, for which
-    NumPy >= 1.25 has a fast loop. Measured on a shared 2-core CPU (NumPy 2.4, float32, random ids, median of
-    5 runs, milliseconds) for (N ids, V, C):
-
-        method                                      (768, 65, 128)   (8192, 2000, 384)   (16384, 65, 384)
-        np.add.at on rows                                0.85              27.8                 55.9
-        one-hot (V, N) @ (N, C) matmul (*)               0.42              67.9                111.0
-        sort ids + np.add.reduceat                       0.26              15.1                 17.0
-        np.bincount on flat cells (float64, cast)        0.88              15.0                 24.3
-        np.add.at on flat cells   <- used here           0.17               7.5                 16.7
-
-    (*) a multithreaded BLAS product: on busy cores it varied most, 0.1 to 50 ms at the first size.
-    The flat-cell scatter-add is the fastest at every size (and as fast as sorting where tokens repeat a
-    lot), needs no size rule, and stays in the weight's dtype. On a GPU, ``backend.scatter_add`` (CuPy's
-    atomic ``cupyx.scatter_add``) adds whole rows directly.
+    The scatter-add is the engine's one :func:`tinyllm.backend.scatter_add` (flat cells on the CPU,
+    atomic adds on a GPU); how it compares with other ways: benchmarks/README.md, "Scatter-add".
     """
 
     def __init__(self, ids):
@@ -61,17 +45,10 @@ class EmbeddingFunction(Function):
         return get_array_module(weight).take(weight, self.ids, axis=0)  # ids.shape + (C,)
 
     def backward(self, grad):
-        xp = get_array_module(grad)
-        width = grad.shape[-1]
-        grad_rows = grad.reshape(-1, width)  # (N, C), N = number of ids
-        ids = self.ids.reshape(-1)  # (N,)
-        grad_weight = xp.zeros((self.vocab_size, width), dtype=grad.dtype)  # (V, C)
-        if xp is np:
-            cells = (ids[:, None] * width + np.arange(width)).reshape(-1)  # (N * C,) flat index into (V, C)
-            np.add.at(grad_weight.reshape(-1), cells, grad_rows.reshape(-1))
-        else:
-            scatter_add(grad_weight, ids, grad_rows)
-        return grad_weight
+        C = grad.shape[-1]
+        grad_weight = get_array_module(grad).zeros((self.vocab_size, C), dtype=grad.dtype)  # (V, C)
+        scatter_add(grad_weight, self.ids.reshape(-1), grad.reshape(-1, C))  # (N,) ids, (N, C) rows
+        return grad_weight  # row v: the sum of the gradient rows of token v (eq. 4.5)
 
 
 def _position_text(flat_index: int, shape: tuple[int, ...]) -> str:
@@ -83,8 +60,8 @@ def _position_text(flat_index: int, shape: tuple[int, ...]) -> str:
 def check_token_ids(ids, vocab_size: int, device: str = "cpu", name: str = "embedding"):
     """Token ids as an integer array of any shape on ``device``, checked to lie in [0, vocab_size).
 
-    Accepts an integer NumPy/CuPy array, an integer Tensor, or a (nested) list of ints. Float or boolean ids
-    and ids out of range raise errors that name the bad id, its position and V.
+    Accepts an integer NumPy/CuPy array, an integer Tensor, or a (nested) list of ints. Float or
+    boolean ids and ids out of range raise errors that name the bad id, its position and V.
     """
     if isinstance(ids, Tensor):
         ids = ids.data
@@ -111,32 +88,39 @@ def check_token_ids(ids, vocab_size: int, device: str = "cpu", name: str = "embe
 
 
 def embedding(ids, weight: Tensor) -> Tensor:
-    """Look up the rows of ``weight`` (V, C) for integer ``ids`` of any shape, e.g. (B, T) -> (B, T, C).
+    """Look up the rows of ``weight`` (V, C) for integer ``ids`` of any shape: (B, T) -> (B, T, C).
 
-    One fused op (:class:`EmbeddingFunction`, eqs. 4.2-4.5): the forward gathers ``weight[ids]``, the backward
-    scatter-adds the gradient rows into a (V, C) zero array, so a token used twice gets both contributions.
-    ``ids`` may be an integer array, an integer Tensor or a list; they are moved to the weight's device.
+    One fused op (:class:`EmbeddingFunction`, eqs. 4.2-4.5): the forward gathers ``weight[ids]``,
+    the backward scatter-adds the gradient rows into a (V, C) zero array, so a token used twice gets
+    both contributions. ``ids`` may be an integer array, an integer Tensor or a list; they are moved
+    to the weight's device.
 
         W = tl.tensor(np.arange(6.0).reshape(3, 2))     # V = 3 tokens, C = 2
-        F.embedding([[2, 0, 2]], W)                      # [[[4, 5], [0, 1], [4, 5]]], shape (1, 3, 2)
+        F.embedding([[2, 0, 2]], W)                      # [[[4, 5], [0, 1], [4, 5]]], (1, 3, 2)
     """
+    _check_weight(weight)
+    ids = check_token_ids(ids, weight.shape[0], device_of(weight.data))
+    return apply(EmbeddingFunction(ids), weight)
+
+
+def _check_weight(weight: Tensor) -> None:
     if not isinstance(weight, Tensor):
         raise TypeError(
-            f"embedding weight expected a Tensor of shape (V, C), got {type(weight).__name__}; wrap an array "
-            "with tl.tensor(weight, requires_grad=True) or use the layer nn.Embedding(V, C)"
+            "embedding weight expected a Tensor of shape (V, C), got "
+            f"{type(weight).__name__}; wrap an array with tl.tensor(weight, requires_grad=True) or "
+            "use the layer nn.Embedding(V, C)"
         )
     if weight.ndim != 2:
         raise ValueError(f"embedding weight expected a Tensor of shape (V, C), got {weight.shape}")
-    ids = check_token_ids(ids, weight.shape[0], device_of(weight.data))
-    return EmbeddingFunction(ids).apply(weight)
 
 
 class Embedding(Module):
     """A table of ``vocab_size`` learned vectors of width ``d_model``: ids (B, T) -> (B, T, C).
 
-    ``weight`` (V, C) starts as N(0, 1) entries, PyTorch's default for ``nn.Embedding``: a lookup feeds no
-    sum of many inputs, so there is no fan-in to scale by. Models rescale it to their own needs (GPT-2 and
-    BERT re-initialise their tables to N(0, 0.02^2)). It holds V * C parameters (eq. 4.6).
+    ``weight`` (V, C) starts as N(0, 1) entries, PyTorch's default for ``nn.Embedding``: a lookup
+    feeds no sum of many inputs, so there is no fan-in to scale by. Models rescale it to their own
+    needs (GPT-2 and BERT re-initialise their tables to N(0, 0.02^2)). It holds V * C parameters
+    (eq. 4.6).
     """
 
     def __init__(self, vocab_size: int, d_model: int, rng: np.random.Generator | None = None,

@@ -1,6 +1,7 @@
 """Functions of tinyllm.nn, imported as ``F`` (``import tinyllm.nn.functional as F``).
 
-Each name is implemented next to its layer and its chapter; this module gathers them in one namespace.
+Each name is implemented next to its layer and its chapter; this module gathers them in one
+namespace.
 """
 
 from tinyllm.nn.activations import gelu, gelu_composed, relu
@@ -15,10 +16,6 @@ from tinyllm.nn.losses import (
     binary_cross_entropy_with_logits_composed,
     cross_entropy,
     cross_entropy_composed,
-    lm_loss,
-    mlm_accuracy,
-    mlm_loss,
-    nsp_loss,
 )
 from tinyllm.nn.normalization import layer_norm, layer_norm_composed
 from tinyllm.nn.positional import apply_rotary
@@ -41,12 +38,8 @@ __all__ = [
     "gelu_composed",
     "layer_norm",
     "layer_norm_composed",
-    "lm_loss",
     "log_softmax",
     "log_softmax_composed",
-    "mlm_accuracy",
-    "mlm_loss",
-    "nsp_loss",
     "relu",
     "scaled_dot_product_attention",
     "scaled_dot_product_attention_composed",

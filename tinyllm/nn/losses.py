@@ -8,12 +8,12 @@ and its gradient with respect to the logits is the simplest one in the book (eq.
 
     dloss_n/dz_n = softmax(z_n) - onehot(t_n)
 
-:func:`cross_entropy` is ONE fused op built on that formula, with PyTorch's options: ``ignore_index``,
-``label_smoothing`` and the three reductions (eqs. 3.12, 3.13). The language-model losses are thin wrappers:
-:func:`lm_loss` (GPT, next-token prediction, eq. 3.14), :func:`mlm_loss` and :func:`mlm_accuracy` (BERT's
-masked tokens), :func:`nsp_loss` (BERT's next-sentence prediction) and the two-class
-:func:`binary_cross_entropy_with_logits` (eq. 3.15). Each fused op has a ``*_composed`` twin built from
-primitive ops: the chapter's starting point, used to test and benchmark the fused op.
+:func:`cross_entropy` is ONE fused op built on that formula, with PyTorch's options:
+``ignore_index``, ``label_smoothing`` and the three reductions (eqs. 3.12, 3.13); next to it the
+two-class :func:`binary_cross_entropy_with_logits` (eq. 3.15). Each fused op has a ``*_composed``
+twin built from primitive ops: the chapter's starting point, used to test and benchmark the fused
+op. The losses of GPT and BERT built on cross_entropy (eq. 3.14, section 3.9) are the objectives'
+(``tinyllm.objectives``).
 """
 
 from __future__ import annotations
@@ -22,20 +22,20 @@ from typing import Sequence
 
 import numpy as np
 
-from tinyllm.backend import device_of, get_array_module, to_device, to_numpy
+from tinyllm.backend import device_of, get_array_module, to_device
 from tinyllm.nn.softmax import log_softmax_composed
-from tinyllm.tensor import Function, Tensor
+from tinyllm.tensor import Function, Tensor, apply
 
-IGNORE_INDEX = -100  # the target of positions that have no label (PyTorch's convention; tinyllm.data uses it)
+IGNORE_INDEX = -100  # the target of a position with no label (PyTorch's convention)
 
 REDUCTIONS = ("mean", "sum", "none")
 
-ClassIds = np.ndarray | Tensor | Sequence[int]  # integer class ids: an array, an integer Tensor or a list
+ClassIds = np.ndarray | Tensor | Sequence[int]  # class ids: an array, an integer Tensor or a list
 
 
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Checking inputs
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 
 
 def _shape_name(ndim: int) -> str:
@@ -49,10 +49,12 @@ def _leading_name(ndim: int) -> str:
 
 
 def _as_targets(targets: ClassIds, logits: Tensor, name: str):
-    """Integer class ids as an array on ``logits``' device, shaped like ``logits`` without its last axis."""
+    """Integer class ids as an array on ``logits``' device, shaped like ``logits`` without its
+    last axis."""
     if isinstance(targets, Tensor):
         if targets.requires_grad:
-            raise TypeError(f"{name} targets are class ids and get no gradient; pass targets.detach()")
+            raise TypeError(f"{name} targets are class ids and get no gradient; "
+                            "pass targets.detach()")
         targets = targets.data
     if not hasattr(targets, "dtype"):
         targets = np.asarray(targets)
@@ -64,8 +66,8 @@ def _as_targets(targets: ClassIds, logits: Tensor, name: str):
     expected = logits.shape[:-1]
     if targets.shape != expected:
         raise ValueError(
-            f"{name} expected targets of shape {_leading_name(logits.ndim)} = {expected} for logits "
-            f"{_shape_name(logits.ndim)} = {logits.shape}, got {targets.shape}"
+            f"{name} expected targets of shape {_leading_name(logits.ndim)} = {expected} for "
+            f"logits {_shape_name(logits.ndim)} = {logits.shape}, got {targets.shape}"
         )
     return to_device(targets, device_of(logits.data))
 
@@ -80,24 +82,28 @@ def _check_logits(logits: Tensor, name: str) -> None:
         raise TypeError(f"{name} expects floating-point logits, got dtype {logits.dtype}")
 
 
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Cross-entropy, fused
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 
 
 class CrossEntropy(Function):
-    """Cross-entropy of logits z (N, V) against integer targets t (N,), fused   (eqs. 3.8, 3.11-3.13)
+    """Cross-entropy of logits z (N, V) against integer targets t (N,), fused (eqs. 3.8, 3.11-3.13)
 
-    loss_n = (1 - eps) * (lse_n - z_n[t_n]) + eps * (lse_n - mean_j z_nj),   lse_n = log sum_j exp z_nj,
-    which is -sum_j q_nj log p_nj for the smoothed target q_n = (1 - eps) onehot(t_n) + eps / V.
-    dL/dz_n = w_n * (softmax(z_n) - q_n), where w_n = g / (number of kept rows) for "mean", g for "sum",
-    g_n for "none", and w_n = 0 on rows whose target is ``ignore_index`` (their gradient is exactly 0).
+    loss_n = (1 - eps) * (lse_n - z_n[t_n]) + eps * (lse_n - mean_j z_nj),
+    lse_n = log sum_j exp z_nj, which is -sum_j q_nj log p_nj for the smoothed target
+    q_n = (1 - eps) onehot(t_n) + eps / V.
+    dL/dz_n = w_n * (softmax(z_n) - q_n), where w_n = g / (number of kept rows) for "mean", g for
+    "sum", g_n for "none", and w_n = 0 on rows whose target is ``ignore_index`` (their gradient is
+    exactly 0).
 
-    The forward pass keeps exp(z - max z) and its row sums; the backward pass turns that array *in place*
-    into the gradient (normalising and scaling in one pass), so it can run only once per forward pass.
+    The forward pass keeps exp(z - max z) and its row sums; the backward pass turns that array
+    *in place* into the gradient (normalising and scaling in one pass), so it can run only once per
+    forward pass.
     """
 
-    def __init__(self, targets: np.ndarray, ignore_index: int, label_smoothing: float, reduction: str):
+    def __init__(self, targets: np.ndarray, ignore_index: int, label_smoothing: float,
+                 reduction: str):
         self.targets = targets.reshape(-1)  # (N,)
         self.ignore_index, self.eps, self.reduction = ignore_index, label_smoothing, reduction
 
@@ -131,27 +137,31 @@ class CrossEntropy(Function):
             return loss.reshape(self.logits_shape[:-1])  # the targets' shape
         total = kept_loss.sum()
         if self.reduction == "mean":
-            total = total * (1.0 / max(self.count, 1))  # every target ignored: loss 0, not 0/0 (eq. 3.13)
+            # every target ignored: loss 0, not 0/0 (eq. 3.13)
+            total = total * (1.0 / max(self.count, 1))
         return xp.asarray(total, dtype=z.dtype)
 
     def backward(self, grad):
         xp = get_array_module(grad)
         if self.exp_shifted is None:
             raise RuntimeError(
-                "cross_entropy's backward turns its saved probabilities into the gradient in place, so it "
-                "runs once per forward pass; compute the loss again to differentiate it again"
+                "cross_entropy's backward turns its saved probabilities into the gradient in "
+                "place, so it runs once per forward pass; compute the loss again to differentiate "
+                "it again"
             )
-        grad_z, self.exp_shifted = self.exp_shifted, None  # (N, V), exp(z - max z), ours to overwrite
+        grad_z, self.exp_shifted = self.exp_shifted, None  # (N, V) exp(z - max z), ours now
         num_rows, num_classes = grad_z.shape
         if self.reduction == "none":
             weights = grad.reshape(-1)  # (N,)  w_n = g_n
         elif self.reduction == "mean":
-            weights = xp.broadcast_to(grad * (1.0 / max(self.count, 1)), (num_rows,))  # (N,)  w = g / K
+            weight = grad * (1.0 / max(self.count, 1))  # w = g / K
+            weights = xp.broadcast_to(weight, (num_rows,))  # (N,)
         else:
             weights = xp.broadcast_to(grad, (num_rows,))  # (N,)  w = g
-        grad_z *= (weights / self.row_sums)[:, None]  # w_n * softmax(z_n): normalise and scale in one pass
+        grad_z *= (weights / self.row_sums)[:, None]  # w_n softmax(z_n): normalise, scale at once
         kept_weights = weights[self.kept_rows]  # (K,)
-        grad_z[self.kept_rows, self.kept_targets] -= (1 - self.eps) * kept_weights  # - w_n (1 - eps) onehot
+        # - w_n (1 - eps) onehot(t_n)
+        grad_z[self.kept_rows, self.kept_targets] -= (1 - self.eps) * kept_weights
         if self.eps:
             grad_z -= (self.eps / num_classes) * weights[:, None]  # - w_n eps / V
         if self.ignored_rows.size:
@@ -163,19 +173,20 @@ def cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int = IGNORE_
                   label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
     """Cross-entropy between softmax(logits) and integer targets, as PyTorch's ``F.cross_entropy``.
 
-    ``logits`` (N, V) or (B, T, V): any leading axes, classes on the last axis; ``targets``: integer ids of
-    the leading shape (a NumPy array or an integer Tensor). Positions whose target is ``ignore_index`` add
-    nothing and get a zero gradient; ``label_smoothing`` eps trains towards (1 - eps) onehot + eps / V.
-    ``reduction``: "mean" over the non-ignored targets (0, with zero gradient, when every target is
-    ignored, where PyTorch gives nan), "sum", or "none" (the loss of every position, targets' shape).
+    ``logits`` (N, V) or (B, T, V): any leading axes, classes on the last axis; ``targets``:
+    integer ids of the leading shape (a NumPy array or an integer Tensor). Positions whose target is
+    ``ignore_index`` add nothing and get a zero gradient; ``label_smoothing`` eps trains towards
+    (1 - eps) onehot + eps / V. ``reduction``: "mean" over the non-ignored targets (0, with zero
+    gradient, when every target is ignored, where PyTorch gives nan), "sum", or "none" (the loss of
+    every position, targets' shape).
     One fused op (eqs. 3.8, 3.11-3.13); :func:`cross_entropy_composed` is its reference.
     """
     targets = _validate_cross_entropy(logits, targets, ignore_index, label_smoothing, reduction)
-    return CrossEntropy(targets, ignore_index, label_smoothing, reduction).apply(logits)
+    return apply(CrossEntropy(targets, ignore_index, label_smoothing, reduction), logits)
 
 
-def _validate_cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int, label_smoothing: float,
-                            reduction: str, name: str = "cross_entropy"):
+def _validate_cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int,
+                            label_smoothing: float, reduction: str, name: str = "cross_entropy"):
     """Check every argument; return the targets as an integer array on the logits' device."""
     _check_logits(logits, name)
     if reduction not in REDUCTIONS:
@@ -197,7 +208,8 @@ def _validate_cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int
 
 def cross_entropy_composed(logits: Tensor, targets: ClassIds, ignore_index: int = IGNORE_INDEX,
                            label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
-    """Cross-entropy from primitive ops: log_softmax_composed, a gather of the targets' entries, a mean.
+    """Cross-entropy from primitive ops: log_softmax_composed, a gather of the targets' entries, a
+    mean.
 
     The chapter's starting point; used to test and benchmark the fused :func:`cross_entropy` (same
     arguments, same results, including the loss 0 when every target is ignored).
@@ -207,12 +219,13 @@ def cross_entropy_composed(logits: Tensor, targets: ClassIds, ignore_index: int 
     num_classes = logits.shape[-1]
     flat_targets = targets.reshape(-1)  # (N,)
     kept = flat_targets != ignore_index  # (N,)
-    safe_targets = xp.where(kept, flat_targets, 0)  # (N,) any valid id on ignored rows; masked below
+    safe_targets = xp.where(kept, flat_targets, 0)  # (N,) a valid id on ignored rows; masked below
     log_probs = log_softmax_composed(logits.reshape(-1, num_classes))  # (N, V)
     rows = xp.arange(flat_targets.size)  # (N,)
     losses = -log_probs[rows, safe_targets]  # (N,)  -log p_t
     if label_smoothing:
-        losses = losses * (1 - label_smoothing) - log_probs.mean(axis=1) * label_smoothing  # eq. 3.12
+        smooth = log_probs.mean(axis=1) * label_smoothing  # (N,) eq. 3.12
+        losses = losses * (1 - label_smoothing) - smooth
     losses = losses * Tensor(kept.astype(logits.dtype))  # (N,) zero on ignored rows
     if reduction == "none":
         return losses.reshape(targets.shape)
@@ -221,92 +234,16 @@ def cross_entropy_composed(logits: Tensor, targets: ClassIds, ignore_index: int 
     return losses.sum() * (1.0 / max(int(kept.sum()), 1))
 
 
-# --------------------------------------------------------------------------------------------------------
-# Language-model losses: GPT (next token), BERT (masked tokens, next sentence)
-# --------------------------------------------------------------------------------------------------------
-
-
-def lm_loss(logits: Tensor, tokens: ClassIds, ignore_index: int = IGNORE_INDEX) -> Tensor:
-    """Next-token prediction (GPT, eq. 3.14): the mean cross-entropy of predicting ``tokens[:, t + 1]``
-    from ``logits[:, t]``, for logits (B, T, V) computed on tokens (B, T).
-
-    The last position has no next token, so its target is ``ignore_index``: the loss is cross_entropy over
-    (B, T) positions of which B * (T - 1) count, with no copy of the logits. When the data loader already
-    gives inputs x and shifted targets y (y[:, t] = x[:, t + 1]), call ``cross_entropy(logits, y)`` instead.
-    """
-    _check_logits(logits, "lm_loss")
-    if logits.ndim != 3:
-        raise ValueError(f"lm_loss expected logits (B, T, V), got {logits.shape}")
-    tokens = _as_targets(tokens, logits, "lm_loss")
-    if tokens.shape[1] < 2:
-        raise ValueError(f"lm_loss needs sequences of T >= 2 tokens (one to read, one to predict), got T = "
-                         f"{tokens.shape[1]}")
-    xp = get_array_module(tokens)
-    next_tokens = xp.full(tokens.shape, ignore_index, dtype=np.int64)  # (B, T)
-    next_tokens[:, :-1] = tokens[:, 1:]  # position t predicts token t + 1
-    return cross_entropy(logits, next_tokens, ignore_index=ignore_index)
-
-
-def _chosen_rows(logits: Tensor, labels: ClassIds, name: str):
-    """The flat positions (B*T rows) whose label is not IGNORE_INDEX, and those labels."""
-    _check_logits(logits, name)
-    labels = _as_targets(labels, logits, name).reshape(-1)  # (B*T,)
-    chosen = get_array_module(labels).flatnonzero(labels != IGNORE_INDEX)  # (K,)
-    return chosen, labels[chosen]
-
-
-def mlm_loss(logits: Tensor, labels: ClassIds) -> Tensor:
-    """BERT's masked-language-model loss: mean cross-entropy over the positions where labels != -100.
-
-    ``logits`` (B, T, V), ``labels`` (B, T) from ``tinyllm.data.mask_tokens`` (the original token at the
-    chosen positions, -100 elsewhere). Only ~15% of positions are chosen, so their logits rows are gathered
-    first and the V-wide softmax runs on those rows only. Equal to ``cross_entropy(logits, labels)`` with
-    ``ignore_index=-100``; 0 with zero gradient when nothing is chosen.
-    """
-    chosen, chosen_labels = _chosen_rows(logits, labels, "mlm_loss")
-    num_classes = logits.shape[-1]
-    chosen_logits = logits.reshape(-1, num_classes)[chosen]  # (K, V), a gather: its backward scatters back
-    return cross_entropy(chosen_logits, chosen_labels)
-
-
-def mlm_accuracy(logits: Tensor, labels: ClassIds) -> float:
-    """Fraction of the chosen positions (labels != -100) whose highest logit is the label; no gradient.
-
-    For BERT validation; nan when no position is chosen (an accuracy over nothing is undefined).
-    """
-    chosen, chosen_labels = _chosen_rows(logits, labels, "mlm_accuracy")
-    if chosen.size == 0:
-        return float("nan")
-    rows = logits.data.reshape(-1, logits.shape[-1])[chosen]  # (K, V), raw arrays: no graph is built
-    return float(to_numpy((rows.argmax(axis=1) == chosen_labels).mean()))
-
-
-def nsp_loss(logits: Tensor, labels: ClassIds) -> Tensor:
-    """BERT's next-sentence prediction: cross-entropy over 2 classes, mean over the batch.
-
-    ``logits`` (B, 2) from the classifier on the [CLS] vector, ``labels`` (B,) with BERT's convention
-    0 = IsNext (sentence B follows sentence A in the corpus), 1 = NotNext (B is a random sentence).
-    """
-    _check_logits(logits, "nsp_loss")
-    if logits.ndim != 2 or logits.shape[1] != 2:
-        raise ValueError(f"nsp_loss expected logits (B, 2), got {logits.shape}")
-    labels = _as_targets(labels, logits, "nsp_loss")
-    if bool(((labels != 0) & (labels != 1)).any()):
-        raise ValueError("nsp_loss labels must be 0 (IsNext) or 1 (NotNext), got values "
-                         f"{sorted(set(to_numpy(labels).tolist()))}")
-    return cross_entropy(logits, labels)
-
-
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Binary cross-entropy with logits
-# --------------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 
 
 class BinaryCrossEntropyWithLogits(Function):
     """loss = max(x, 0) - x t + log(1 + exp(-|x|)) per entry, then the reduction   (eq. 3.15)
 
-    This is -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) written so that exp never sees a positive
-    argument. dL/dx = g * (sigmoid(x) - t) / n for "mean" (g for "sum", g_i for "none").
+    This is -t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) written so that exp never sees a
+    positive argument. dL/dx = g * (sigmoid(x) - t) / n for "mean" (g for "sum", g_i for "none").
     """
 
     def __init__(self, targets: np.ndarray, reduction: str):
@@ -346,18 +283,20 @@ def _validate_binary(logits: Tensor, targets: np.ndarray | Tensor | float, reduc
         targets = np.asarray(targets)
     targets = to_device(targets, device_of(logits.data))
     if targets.shape != logits.shape:
-        raise ValueError(f"{name} expected targets of the logits' shape {logits.shape}, got {targets.shape}")
+        raise ValueError(f"{name} expected targets of the logits' shape {logits.shape}, "
+                         f"got {targets.shape}")
     return targets.astype(logits.dtype, copy=False)
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, targets: np.ndarray | Tensor,
                                      reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], fused and stable (eq. 3.15).
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], fused and stable
+    (eq. 3.15).
 
     Finite for any finite logit (also +-1e4, where log(sigmoid(x)) computed naively would be log 0).
     """
     targets = _validate_binary(logits, targets, reduction)
-    return BinaryCrossEntropyWithLogits(targets, reduction).apply(logits)
+    return apply(BinaryCrossEntropyWithLogits(targets, reduction), logits)
 
 
 def binary_cross_entropy_with_logits_composed(logits: Tensor, targets: np.ndarray | Tensor,

@@ -1,25 +1,24 @@
-"""Module: a container of parameters and sub-modules (chapter 08, section "Modules"; chapter 09, checkpoints).
+"""Module: a container of parameters and sub-modules (chapter 08, "Modules"; 09, checkpoints).
 
-A model is a tree of modules. Each module stores its learnable weights as :class:`Parameter` attributes and
-its children as module attributes (or lists of modules); ``parameters()`` walks the tree in attribute order,
-so nothing has to be registered by hand. ``state_dict()`` names every weight by its dotted path
-(``blocks.0.attn.q_proj.weight``), which is also how a checkpoint stores it.
+A model is a tree of modules. Each module stores its learnable weights as :class:`Parameter`
+attributes and its children as module attributes (or lists of modules); ``parameters()`` walks the
+tree in attribute order, so nothing has to be registered by hand. ``state_dict()`` names every
+weight by its dotted path (``blocks.0.attn.q_proj.weight``), which is also how a checkpoint stores
+it (``tinyllm.checkpoint.save_model`` writes the dict to a file; modules never touch files).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import numpy as np
 
 from tinyllm.backend import to_device, to_numpy
-from tinyllm.checkpoint import load_safetensors, save_safetensors
 from tinyllm.tensor import Tensor
 
 
 class Parameter(Tensor):
-    """A learnable weight: a Tensor with ``requires_grad=True`` that ``Module.parameters()`` finds."""
+    """A learnable weight: a Tensor with ``requires_grad=True`` found by ``parameters()``."""
 
     def __init__(self, data):
         super().__init__(data, requires_grad=True)
@@ -33,21 +32,24 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         if not hasattr(self, "forward"):
-            raise TypeError(f"{type(self).__name__} has no forward(); define it to make the module callable")
+            raise TypeError(
+                f"{type(self).__name__} has no forward(); define it to make the module callable"
+            )
         return self.forward(*args, **kwargs)
 
-    # --- walking the tree -------------------------------------------------------------------------------
+    # --- walking the tree ------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
-        """Direct sub-modules, in attribute order; a list of modules gives names ``name.0``, ``name.1``..."""
+        """Direct sub-modules in attribute order; a list of modules gives ``name.0``, ..."""
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+            elif isinstance(value, (list, tuple)) and value and all(
+                    isinstance(v, Module) for v in value):
                 for index, child in enumerate(value):
                     yield f"{name}.{index}", child
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """This module (named ``prefix``, "" at the top) and every module below it with its dotted name."""
+        """This module (named ``prefix``, "" at the top) and every module below, by dotted name."""
         yield prefix, self
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
@@ -59,7 +61,7 @@ class Module:
             yield from child.modules()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter with its dotted name; a parameter shared by two modules (tied weights) once."""
+        """Every parameter with its dotted name; one shared by two modules (tied weights) once."""
         seen: set[int] = set()
         for name, parameter in self._all_parameters(prefix):
             if id(parameter) not in seen:
@@ -80,7 +82,7 @@ class Module:
         """Number of learnable scalars (tied weights counted once)."""
         return sum(p.size for p in self.parameters())
 
-    # --- training state ---------------------------------------------------------------------------------
+    # --- training state --------------------------------------------------------------------------
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
@@ -102,12 +104,12 @@ class Module:
         return self
 
     def astype(self, dtype) -> "Module":
-        """Cast every parameter to ``dtype`` in place (e.g. float64 for gradient checks); returns self."""
+        """Cast every parameter to ``dtype`` in place (float64 for gradchecks); returns self."""
         for p in self.parameters():
             p.data = p.data.astype(dtype)
         return self
 
-    # --- state dicts and files --------------------------------------------------------------------------
+    # --- state dicts (files: tinyllm.checkpoint) -------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Dotted name -> a host copy of the parameter's values."""
         return {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
@@ -115,8 +117,9 @@ class Module:
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> list[str]:
         """Copy ``state`` into the parameters (keeping their dtype and device).
 
-        With ``strict=True`` any missing, unexpected or wrong-shaped entry is an error that names them all;
-        with ``strict=False`` matching entries are loaded and the names not loaded are returned.
+        With ``strict=True`` any missing, unexpected or wrong-shaped entry is an error that names
+        them all; with ``strict=False`` matching entries are loaded and the names not loaded are
+        returned.
         """
         own = dict(self.named_parameters())
         missing = [name for name in own if name not in state]
@@ -134,8 +137,9 @@ class Module:
             if wrong_shape:
                 problems.append(f"wrong shape: {'; '.join(wrong_shape)}")
             raise KeyError(
-                f"load_state_dict into {type(self).__name__} failed ({' | '.join(problems)}); is this "
-                "checkpoint from the same model configuration? Pass strict=False to load what matches."
+                f"load_state_dict into {type(self).__name__} failed ({' | '.join(problems)}); "
+                "is this checkpoint from the same model configuration? Pass strict=False to load "
+                "what matches."
             )
         skipped = {entry.split(":")[0] for entry in wrong_shape}
         for name, p in own.items():
@@ -143,17 +147,7 @@ class Module:
                 p.data = to_device(np.array(state[name], dtype=p.dtype), p.device)  # a copy we own
         return missing + unexpected + sorted(skipped)
 
-    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-        """Write the parameters to a safetensors file (atomically, no pickle)."""
-        save_safetensors(path, self.state_dict(), metadata)
-
-    def load(self, path: str | os.PathLike, strict: bool = True) -> "Module":
-        """Load parameters saved by :meth:`save`; returns self."""
-        arrays, _ = load_safetensors(path)
-        self.load_state_dict(arrays, strict=strict)
-        return self
-
-    # --- printing ---------------------------------------------------------------------------------------
+    # --- printing --------------------------------------------------------------------------------
     def extra_repr(self) -> str:
         """Settings shown in ``repr`` (e.g. ``in_features=128, out_features=512``)."""
         return ""

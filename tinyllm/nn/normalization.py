@@ -1,14 +1,15 @@
 """Layer normalisation (chapter 08, sections 8.1 and 8.2).
 
-Each token's feature vector x (the last axis, C entries) is standardised on its own, then scaled and shifted:
+Each token's feature vector x (the last axis, C entries) is standardised on its own, then scaled and
+shifted:
 
     mu = mean(x),   sigma^2 = mean((x - mu)^2)   (biased, as PyTorch)            (eq. 8.1, 8.2)
     x_hat = (x - mu) / sqrt(sigma^2 + eps)                                        (eq. 8.3)
     y = x_hat * gamma + beta                                                      (eq. 8.4)
 
 ``layer_norm`` is ONE fused op whose backward is the formula derived in the chapter (eq. 8.5-8.7);
-``layer_norm_composed`` builds the same function from primitive Tensor ops: it is the chapter's starting
-point, used to test and benchmark the fused op.
+``layer_norm_composed`` builds the same function from primitive Tensor ops: it is the chapter's
+starting point, used to test and benchmark the fused op.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ import numpy as np
 
 from tinyllm.backend import get_array_module
 from tinyllm.nn.module import Module, Parameter
-from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor
+from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, apply
 
 
 class LayerNormFunction(Function):
-    """y = x_hat * gamma + beta over the last axis, x_hat = (x - mu) / sigma_hat, sigma_hat = sqrt(var + eps).
+    """y = x_hat * gamma + beta over the last axis, x_hat = (x - mu) / sigma_hat (eqs. 8.1-8.4)
 
-    Gradients (chapter 08, eq. 8.5 and 8.7), with g = dL/dy and g_hat = g * gamma:
+    with sigma_hat = sqrt(var + eps). Gradients (chapter 08, eqs. 8.5 and 8.7), with g = dL/dy and
+    g_hat = g * gamma, sums over the leading axes and means over C:
 
-        dL/dgamma = sum over the leading axes of g * x_hat,     dL/dbeta = sum over the leading axes of g
-        dL/dx = (1 / sigma_hat) * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))   (means over C)
+        dL/dgamma = sum of g * x_hat,     dL/dbeta = sum of g
+        dL/dx = (1 / sigma_hat) * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
 
-    Inputs: x (..., C), then gamma (C,) if ``has_weight``, then beta (C,) if ``has_bias``. The forward
-    saves only x_hat (..., C) and 1/sigma_hat (..., 1) (and a reference to gamma, which exists anyway).
+    Inputs: x (..., C), then gamma (C,) if ``has_weight``, then beta (C,) if ``has_bias``. The
+    forward saves only x_hat (..., C) and 1/sigma_hat (..., 1) (and a reference to gamma, which
+    exists anyway).
     """
 
     def __init__(self, eps: float, has_weight: bool, has_bias: bool):
@@ -82,33 +85,37 @@ def _check_layer_norm_inputs(x: Tensor, weight: Tensor | None, bias: Tensor | No
     if x.ndim == 0:
         raise ValueError("layer_norm expected inputs (..., C) with at least one axis, got a scalar")
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"layer_norm needs floating-point inputs, got dtype {x.dtype}; cast with .astype")
+        raise TypeError(
+            f"layer_norm needs floating-point inputs, got dtype {x.dtype}; cast with .astype"
+        )
     width = x.shape[-1]
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None and param.shape != (width,):
             raise ValueError(
-                f"layer_norm {name} expected shape (C,) = ({width},) to match inputs (..., C) = {x.shape}, "
+                f"layer_norm {name} expected shape (C,) = ({width},) to match inputs (..., C) = "
+                f"{x.shape}, "
                 f"got {param.shape}"
             )
 
 
 def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
-    """Normalise x (..., C) over its last axis, then scale by ``weight`` and shift by ``bias`` (eq. 8.1-8.4).
+    """Normalise x (..., C) over its last axis, scale by ``weight``, shift by ``bias`` (8.1-8.4).
 
-    One fused op (:class:`LayerNormFunction`) with the chapter's backward (eq. 8.7). ``weight`` and ``bias``
-    are (C,) or None (no scale / no shift: GPT's LayerNorm can be built without bias).
+    One fused op (:class:`LayerNormFunction`) with the chapter's backward (eq. 8.7). ``weight`` and
+    ``bias`` are (C,) or None (no scale / no shift: GPT's LayerNorm can be built without bias).
 
     >>> y = layer_norm(tl.randn(2, 3, 8))      # every row of y has mean 0 and variance ~1
     """
     _check_layer_norm_inputs(x, weight, bias)
     params = [p for p in (weight, bias) if p is not None]
-    return LayerNormFunction(eps, weight is not None, bias is not None).apply(x, *params)
+    return apply(LayerNormFunction(eps, weight is not None, bias is not None), x, *params)
 
 
 def layer_norm_composed(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None,
                         eps: float = 1e-5) -> Tensor:
-    """The same function as :func:`layer_norm` from primitive ops (eq. 8.1-8.4); the engine differentiates it.
+    """The same function as :func:`layer_norm` from primitive ops (eqs. 8.1-8.4), differentiated by
+    the engine.
 
     The chapter's starting point; used to test and benchmark the fused op.
     """
@@ -124,25 +131,29 @@ def layer_norm_composed(x: Tensor, weight: Tensor | None = None, bias: Tensor | 
 
 
 class LayerNorm(Module):
-    """LayerNorm over the last axis of width ``d_model``: ``weight`` (gamma, ones) and ``bias`` (beta, zeros).
+    """LayerNorm over the last axis (width ``d_model``): ``weight`` gamma (ones), ``bias`` beta (0).
 
-    ``bias=False`` leaves ``bias = None`` (a scale but no shift). At initialisation the layer is the plain
-    standardisation x_hat of eq. 8.3.
+    ``bias=False`` leaves ``bias = None`` (a scale but no shift). At initialisation the layer is the
+    plain standardisation x_hat of eq. 8.3.
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, dtype=DEFAULT_DTYPE):
         if d_model < 1:
             raise ValueError(f"LayerNorm d_model must be a positive width C, got {d_model}")
-        self.dim, self.eps = d_model, eps
+        self.d_model, self.eps = d_model, eps
         self.weight = Parameter(np.ones(d_model, dtype=dtype))
         self.bias = Parameter(np.zeros(d_model, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 0 or x.shape[-1] != self.dim:
+        self._check_input(x)
+        return layer_norm(x, self.weight, self.bias, self.eps)  # (..., C)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim == 0 or x.shape[-1] != self.d_model:
             raise ValueError(
-                f"LayerNorm(d_model={self.dim}) expected inputs (..., C) with C = {self.dim}, got {x.shape}"
+                f"LayerNorm(d_model={self.d_model}) expected inputs (..., C) with "
+                f"C = {self.d_model}, got {x.shape}"
             )
-        return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.dim}, eps={self.eps}, bias={self.bias is not None}"
+        return f"d_model={self.d_model}, eps={self.eps}, bias={self.bias is not None}"

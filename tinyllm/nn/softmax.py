@@ -4,15 +4,16 @@ Softmax turns a vector of scores z (logits) into probabilities (eq. 3.1):
 
     softmax(z)_i = exp(z_i) / sum_j exp(z_j)
 
-It does not change when a constant is added to every z_i (eq. 3.2), so we subtract the maximum first and no
-exponential can overflow (eq. 3.3, the log-sum-exp trick). The fused ops below compute the forward pass in
-a few whole-array passes and use the gradients derived in the chapter:
+It does not change when a constant is added to every z_i (eq. 3.2), so we subtract the maximum first
+and no exponential can overflow (eq. 3.3, the log-sum-exp trick). The fused ops below compute the
+forward pass in a few whole-array passes and use the gradients derived in the chapter:
 
     softmax:      dL/dz = y * (g - sum(g * y))          (eq. 3.5)
     log_softmax:  dL/dz = g - softmax(z) * sum(g)       (eq. 3.7)
 
-``softmax_composed`` and ``log_softmax_composed`` build the same functions from primitive Tensor ops: they
-are the chapter's starting point, and the tests and benchmarks compare the fused ops with them.
+``softmax_composed`` and ``log_softmax_composed`` build the same functions from primitive Tensor
+ops: they are the chapter's starting point, and the tests and benchmarks compare the fused ops with
+them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinyllm.backend import get_array_module
-from tinyllm.tensor import Function, Tensor
+from tinyllm.tensor import Function, Tensor, apply
 
 
 def _check_floating(x: Tensor, name: str) -> None:
@@ -34,7 +35,8 @@ def _check_floating(x: Tensor, name: str) -> None:
 class Softmax(Function):
     """y = exp(x - max x) / sum(exp(x - max x)) along ``axis``   (eqs. 3.1, 3.3)
 
-    dL/dx = y * (g - sum(g * y, axis)), the vector-Jacobian product of J = diag(y) - y y^T   (eqs. 3.4, 3.5)
+    dL/dx = y * (g - sum(g * y, axis)), the vector-Jacobian product of J = diag(y) - y y^T
+    (eqs. 3.4, 3.5)
     """
 
     def __init__(self, axis: int = -1):
@@ -61,7 +63,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = x - max x - log(sum(exp(x - max x))) along ``axis``   (eq. 3.6)
 
-    dL/dx = g - softmax(x) * sum(g, axis)   (eq. 3.7); softmax(x) = exp(y) is recomputed from the output.
+    dL/dx = g - softmax(x) * sum(g, axis)   (eq. 3.7); softmax(x) = exp(y) is recomputed from y.
     """
 
     def __init__(self, axis: int = -1):
@@ -70,7 +72,7 @@ class LogSoftmax(Function):
     def forward(self, x):
         xp = get_array_module(x)
         y = x - x.max(axis=self.axis, keepdims=True)  # a new array we own
-        y -= xp.log(xp.exp(y).sum(axis=self.axis, keepdims=True))  # the sum lies in [1, n]: no overflow
+        y -= xp.log(xp.exp(y).sum(axis=self.axis, keepdims=True))  # sum in [1, n]: no overflow
         self.y = y
         return y
 
@@ -83,9 +85,9 @@ class LogSoftmax(Function):
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """Probabilities along ``axis`` (they sum to 1 there), fused and overflow-free (eqs. 3.1-3.5)."""
+    """Probabilities along ``axis`` (they sum to 1 there); fused, overflow-free (eqs. 3.1-3.5)."""
     _check_floating(x, "softmax")
-    return Softmax(axis).apply(x)
+    return apply(Softmax(axis), x)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -94,14 +96,15 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     Example: ``F.log_softmax(tl.tensor([1e4, 0.0]))`` is exactly ``[0, -1e4]``.
     """
     _check_floating(x, "log_softmax")
-    return LogSoftmax(axis).apply(x)
+    return apply(LogSoftmax(axis), x)
 
 
 def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
-    """Softmax from primitive ops: exp(x - c) / sum(exp(x - c)) with c = max x held constant (eq. 3.2).
+    """Softmax from primitive ops: exp(x - c) / sum(exp(x - c)), c = max x held constant (eq. 3.2).
 
-    The chapter's starting point; used to test and benchmark the fused :func:`softmax`. The shift c gets no
-    gradient: adding a constant to every score does not change the output, so its gradient is zero anyway.
+    The chapter's starting point; used to test and benchmark the fused :func:`softmax`. The shift c
+    gets no gradient: adding a constant to every score does not change the output, so its gradient
+    is zero anyway.
     """
     shift = x.max(axis=axis, keepdims=True).detach()
     e = (x - shift).exp()
@@ -109,7 +112,7 @@ def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
 
 
 def log_softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
-    """Log-softmax from primitive ops: (x - c) - log(sum(exp(x - c))) with c = max x constant (eq. 3.6).
+    """Log-softmax from primitive ops: (x - c) - log(sum(exp(x - c))), c = max x constant (eq. 3.6).
 
     The chapter's starting point; used to test and benchmark the fused :func:`log_softmax`.
     """

@@ -1,30 +1,30 @@
 """SGD, Adam and AdamW on raw arrays, and the optimizer state a checkpoint needs (chapter 09).
 
-An optimizer holds ``param_groups``: a list of dicts, each with ``"params"`` (a list of Parameters) and that
-group's settings (``lr``, ``weight_decay``, ...), so one model can train matrices with weight decay and biases
-without (``param_groups_for_weight_decay``). ``step()`` updates every parameter that has a gradient, in place,
-with whole-array NumPy (CuPy on a GPU); the moment buffers live in ``state``, keyed by the parameter's index
-(its position when the groups are read in order), which is what makes the state savable:
+An optimizer holds ``param_groups``: a list of dicts, each with ``"params"`` (a list of Parameters)
+and that group's settings (``lr``, ``weight_decay``, ...), so one model can train matrices with
+weight decay and biases without (``param_groups_for_weight_decay``). ``step()`` updates every
+parameter that has a gradient, in place, with whole-array NumPy (CuPy on a GPU); the moment buffers
+live in ``state``, keyed by the parameter's index (its position when the groups are read in order),
+which is what makes the state savable:
 
     optimizer = AdamW(param_groups_for_weight_decay(model, 0.1), lr=3e-4)
     loss.backward(); optimizer.step(); optimizer.zero_grad()
-    optimizer.save("opt.safetensors")        # moments as arrays, step and settings as JSON metadata
+    state = optimizer.state_dict()           # moments as arrays, step and settings as numbers
+    optimizer.load_state_dict(state)         # files: tinyllm.checkpoint.save_optimizer / load_...
 
-Each ``_update`` is the chapter's formula line by line; in-place ops on buffers the optimizer owns keep the
-number of temporary arrays at one per parameter per step, and float32 stays float32 (Python-float scalars).
+Each ``_update`` is the chapter's formula line by line; in-place ops on buffers the optimizer owns
+keep the number of temporary arrays at one per parameter per step, and float32 stays float32
+(Python-float scalars).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Any, Iterable
 
 import numpy as np
 
 from tinyllm.backend import get_array_module, to_device, to_numpy
-from tinyllm.checkpoint import CheckpointError, load_safetensors, save_safetensors
 from tinyllm.nn.module import Module
 from tinyllm.tensor import Tensor, no_grad
 
@@ -32,28 +32,29 @@ ParamsArg = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
 class Optimizer:
-    """Base class: parameter groups, ``zero_grad``, ``step`` (calls ``_update`` per parameter), state dicts.
+    """Base class: parameter groups, ``zero_grad``, ``step`` (``_update`` each), state dicts.
 
-    ``params`` is an iterable of Parameters, or a list of group dicts ``{"params": [...], "lr": ...}`` whose
-    missing settings come from the optimizer's arguments (``defaults``), as in PyTorch. A subclass defines
-    ``_update(param, grad, state, group)``, which changes the array ``param`` in place.
+    ``params`` is an iterable of Parameters, or a list of group dicts
+    ``{"params": [...], "lr": ...}`` whose missing settings come from the optimizer's arguments
+    (``defaults``), as in PyTorch. A subclass defines ``_update(param, grad, state, group)``, which
+    changes the array ``param`` in place.
     """
 
     def __init__(self, params: ParamsArg, defaults: dict[str, Any]):
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
-        self.state: dict[int, dict[str, Any]] = {}  # parameter index -> its buffers and update count
+        self.state: dict[int, dict[str, Any]] = {}  # parameter index -> buffers and update count
         self.step_count = 0  # number of step() calls so far
         for group in _as_groups(params):
             self.add_param_group(group)
         if not any(group["params"] for group in self.param_groups):
             raise ValueError(
-                f"{type(self).__name__} got an empty parameter list: pass model.parameters() of a model "
-                "that has parameters"
+                f"{type(self).__name__} got an empty parameter list: pass model.parameters() of a "
+                "model that has parameters"
             )
 
     def add_param_group(self, group: dict[str, Any]) -> None:
-        """Append a group (e.g. layers unfrozen during fine-tuning); its parameters get the next indices."""
+        """Append a group (e.g. for fine-tuning); its parameters get the next indices."""
         if "params" not in group:
             raise ValueError(f"a parameter group needs a 'params' entry, got keys {sorted(group)}")
         params = group["params"]
@@ -67,14 +68,15 @@ class Optimizer:
             if not p.is_leaf:
                 raise ValueError("cannot optimize a tensor made by an op; pass the leaf Parameters")
             if id(p) in seen:
-                raise ValueError("a parameter appears twice in the optimizer's groups; list each once")
+                raise ValueError("a parameter appears twice in the optimizer's groups; "
+                                 "list each once")
             seen.add(id(p))
         full_group = {**self.defaults, **group, "params": params}
         self._check_settings(full_group)
         self.param_groups.append(full_group)
 
     def _check_settings(self, group: dict[str, Any]) -> None:
-        """Validate one group's settings (subclasses add theirs) and store numbers as Python floats."""
+        """Validate one group's settings (subclasses add theirs); store numbers as Python floats."""
         if not group["lr"] >= 0:
             raise ValueError(f"invalid learning rate {group['lr']}: it must be >= 0")
         if not group["weight_decay"] >= 0:
@@ -82,7 +84,7 @@ class Optimizer:
         group["lr"], group["weight_decay"] = float(group["lr"]), float(group["weight_decay"])
 
     def indexed_params(self) -> Iterable[tuple[int, dict[str, Any], Tensor]]:
-        """(index, group, parameter) for every parameter, indices counting through the groups in order."""
+        """(index, group, parameter) for every parameter, indices counting through the groups."""
         index = 0
         for group in self.param_groups:
             for p in group["params"]:
@@ -95,19 +97,20 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient (parameters with ``grad None`` are skipped)."""
+        """One update of every parameter that has a gradient (``grad None``: skipped)."""
         with no_grad():
             for index, group, p in self.indexed_params():
                 if p.grad is not None:
                     self._update(p.data, p.grad.data, self.state.setdefault(index, {}), group)
         self.step_count += 1
 
-    # --- state for checkpoints --------------------------------------------------------------------------
+    # --- state for checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs, as host NumPy arrays (copies) and plain numbers.
 
         ``{"type": "AdamW", "step_count": 6, "param_groups": [{"lr": ..., "params": [0, 1]}, ...],
-        "state": {0: {"step": 6, "m": array, "v": array}, ...}}``; groups name their parameters by index.
+        "state": {0: {"step": 6, "m": array, "v": array}, ...}}``; groups name their parameters by
+        index.
         """
         groups, index = [], 0
         for group in self.param_groups:
@@ -116,7 +119,8 @@ class Optimizer:
             index += len(group["params"])
             groups.append(settings)
         state = {
-            i: {name: value if _is_number(value) else to_numpy(value).copy() for name, value in entry.items()}
+            i: {name: value if _is_number(value) else to_numpy(value).copy()
+                for name, value in entry.items()}
             for i, entry in self.state.items()
         }
         return {"type": type(self).__name__, "step_count": self.step_count, "param_groups": groups,
@@ -125,26 +129,29 @@ class Optimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (arrays are copied to each parameter's dtype and device).
 
-        The optimizer must have been built with the same parameter groups (sizes and order) as the saved one;
-        the saved settings, including ``lr``, replace the current ones.
+        The optimizer must have been built with the same parameter groups (sizes and order) as the
+        saved one; the saved settings, including ``lr``, replace the current ones.
         """
         if state.get("type") != type(self).__name__:
             raise ValueError(
-                f"this optimizer state was saved by {state.get('type')}, not by {type(self).__name__}"
+                f"this optimizer state was saved by {state.get('type')}, "
+                f"not by {type(self).__name__}"
             )
         saved_sizes = [len(group["params"]) for group in state["param_groups"]]
         own_sizes = [len(group["params"]) for group in self.param_groups]
         if saved_sizes != own_sizes:
             raise ValueError(
                 f"the optimizer state has parameter groups of sizes {saved_sizes}, this optimizer "
-                f"{own_sizes}: build it with the same parameters and groups as the one that was saved"
+                f"{own_sizes}: build it with the same parameters and groups as the one that was "
+                "saved"
             )
         params = [p for _, _, p in self.indexed_params()]
         restored: dict[int, dict[str, Any]] = {}
         for key, entry in state["state"].items():
             index = int(key)
             if not 0 <= index < len(params):
-                raise ValueError(f"the optimizer state names parameter {index}, but there are {len(params)}")
+                raise ValueError(f"the optimizer state names parameter {index}, "
+                                 f"but there are {len(params)}")
             p, buffers = params[index], {}
             for name, value in entry.items():
                 if _is_number(value):
@@ -166,19 +173,6 @@ class Optimizer:
         self.state = restored
         self.step_count = int(state["step_count"])
 
-    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-        """Write the state to a safetensors file: moments as arrays, everything else as JSON metadata."""
-        arrays, numbers = optimizer_state_to_arrays(self.state_dict())
-        save_safetensors(path, arrays, {**(metadata or {}), "optimizer": json.dumps(numbers)})
-
-    def load(self, path: str | os.PathLike) -> "Optimizer":
-        """Restore a state written by :meth:`save`; returns self."""
-        arrays, metadata = load_safetensors(path)
-        if "optimizer" not in metadata:
-            raise CheckpointError(f"{path} holds no optimizer state (no 'optimizer' metadata entry)")
-        self.load_state_dict(optimizer_state_from_arrays(arrays, json.loads(metadata["optimizer"])))
-        return self
-
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__}("]
         for i, group in enumerate(self.param_groups):
@@ -194,9 +188,11 @@ def _is_number(value) -> bool:
 def _as_groups(params: ParamsArg) -> list[dict[str, Any]]:
     """The optimizer's ``params`` argument as a list of group dicts."""
     if isinstance(params, Tensor):
-        raise TypeError("params must be an iterable of Parameters, got one Tensor: wrap it in a list, [p]")
+        raise TypeError("params must be an iterable of Parameters, got one Tensor: "
+                        "wrap it in a list, [p]")
     if isinstance(params, Module):
-        raise TypeError("params must be an iterable of Parameters, got a Module: pass model.parameters()")
+        raise TypeError("params must be an iterable of Parameters, got a Module: "
+                        "pass model.parameters()")
     items = list(params)
     if not items:
         raise ValueError("optimizer got an empty parameter list: pass model.parameters()")
@@ -207,42 +203,12 @@ def _as_groups(params: ParamsArg) -> list[dict[str, Any]]:
     return [{"params": items}]
 
 
-def optimizer_state_to_arrays(state: dict[str, Any], prefix: str = "optimizer.") -> tuple[
-        dict[str, np.ndarray], dict[str, Any]]:
-    """Split a state dict into arrays (named ``prefix + "3.m"``) and a JSON-serialisable rest.
-
-    The arrays go into a safetensors file, the rest into its metadata as ``json.dumps(numbers)``; the prefix
-    lets a trainer store model and optimizer in one file. Inverse: :func:`optimizer_state_from_arrays`.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    numbers_state: dict[str, dict[str, Any]] = {}
-    for index, entry in state["state"].items():
-        numbers_state[str(index)] = {}
-        for name, value in entry.items():
-            if _is_number(value):
-                numbers_state[str(index)][name] = value
-            else:
-                arrays[f"{prefix}{index}.{name}"] = value
-    numbers = {key: value for key, value in state.items() if key != "state"}
-    numbers["state"] = numbers_state
-    return arrays, numbers
-
-
-def optimizer_state_from_arrays(arrays: dict[str, np.ndarray], numbers: dict[str, Any],
-                                prefix: str = "optimizer.") -> dict[str, Any]:
-    """Rebuild a state dict from :func:`optimizer_state_to_arrays`' output (other arrays are ignored)."""
-    state: dict[int, dict[str, Any]] = {int(i): dict(entry) for i, entry in numbers["state"].items()}
-    for key, array in arrays.items():
-        if key.startswith(prefix):
-            index, name = key[len(prefix):].split(".", 1)
-            state.setdefault(int(index), {})[name] = array
-    return {**numbers, "state": state}
-
-
-def param_groups_for_weight_decay(model: Module | Iterable[Tensor], weight_decay: float) -> list[dict]:
-    """Two groups, the GPT/nanoGPT convention: matrices (ndim >= 2: linear and embedding weights) decay with
-    ``weight_decay``; vectors (biases, LayerNorm gains and shifts) do not, since shrinking a gain or a shift
-    toward 0 is not a useful prior. Empty groups are left out. Pass the result to the optimizer.
+def param_groups_for_weight_decay(model: Module | Iterable[Tensor],
+                                  weight_decay: float) -> list[dict]:
+    """Two groups, the GPT/nanoGPT convention: matrices (ndim >= 2: linear and embedding weights)
+    decay with ``weight_decay``; vectors (biases, LayerNorm gains and shifts) do not, since
+    shrinking a gain or a shift toward 0 is not a useful prior. Empty groups are left out. Pass the
+    result to the optimizer.
     """
     params = model.parameters() if isinstance(model, Module) else list(model)
     decay = [p for p in params if p.ndim >= 2]
@@ -255,22 +221,22 @@ def param_groups_for_weight_decay(model: Module | Iterable[Tensor], weight_decay
     return groups
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The optimizers
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum (heavy ball or Nesterov) and L2 weight decay.
+    """Stochastic gradient descent, optional momentum (heavy ball or Nesterov), L2 weight decay.
 
-    g <- g + weight_decay * theta                 (eq. 9.4, L2 regularisation, as in PyTorch)
-    b <- momentum * b + g                          (eq. 9.2, b starts at 0, so b_1 = g_1)
-    theta <- theta - lr * b                        (eq. 9.2; with nesterov: lr * (g + momentum * b), eq. 9.3)
+    g <- g + weight_decay * theta                 (eq. 9.4, L2 regularisation, as in PyTorch) b <-
+    momentum * b + g                          (eq. 9.2, b starts at 0, so b_1 = g_1) theta <- theta
+    - lr * b                        (eq. 9.2; with nesterov: lr * (g + momentum * b), eq. 9.3)
     Without momentum: theta <- theta - lr * g      (eq. 9.1)
     """
 
-    def __init__(self, params: ParamsArg, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False):
+    def __init__(self, params: ParamsArg, lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                                   "nesterov": nesterov})
 
@@ -285,7 +251,7 @@ class SGD(Optimizer):
     def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         if weight_decay != 0:
-            grad = grad + weight_decay * param  # a new array: p.grad itself is left as backward made it
+            grad = grad + weight_decay * param  # a new array: p.grad stays as backward made it
         if momentum != 0:
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = get_array_module(param).zeros_like(param)
@@ -297,7 +263,7 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with PyTorch's bias correction and L2 weight decay added to the gradient.
+    """Adam (Kingma & Ba 2015), PyTorch's bias correction, L2 weight decay added to the gradient.
 
     g <- g + weight_decay * theta                                       (eq. 9.4, only in Adam)
     m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2      (eq. 9.6)
@@ -306,17 +272,20 @@ class Adam(Optimizer):
     t counts the updates this parameter has received (``state[i]["step"]``), as in PyTorch.
     """
 
-    decoupled_weight_decay = False  # AdamW sets True: decay the weights, not the gradient (eq. 9.10)
+    decoupled_weight_decay = False  # AdamW: True, decay the weights, not the gradient (eq. 9.10)
 
-    def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+    def __init__(self, params: ParamsArg, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
 
     def _check_settings(self, group: dict[str, Any]) -> None:
         super()._check_settings(group)
         betas = tuple(group["betas"])
         if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
-            raise ValueError(f"invalid betas {betas}: need two numbers in [0, 1), e.g. (0.9, 0.999)")
+            raise ValueError(f"invalid betas {betas}: need two numbers in [0, 1), "
+                             "e.g. (0.9, 0.999)")
         if not group["eps"] >= 0:
             raise ValueError(f"invalid eps {group['eps']}: it must be >= 0")
         group["betas"], group["eps"] = (float(betas[0]), float(betas[1])), float(group["eps"])
@@ -331,7 +300,7 @@ class Adam(Optimizer):
         t, m, v = state["step"], state["m"], state["v"]
         if weight_decay != 0:
             if self.decoupled_weight_decay:
-                param *= 1 - lr * weight_decay  # AdamW: theta <- theta - lr * lambda * theta (eq. 9.10)
+                param *= 1 - lr * weight_decay  # AdamW: theta <- theta - lr lambda theta (9.10)
             else:
                 grad = grad + weight_decay * param  # Adam: L2 term in the gradient (eq. 9.4)
         scratch = xp.empty_like(param)  # the one temporary array, reused below
@@ -353,13 +322,15 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), in PyTorch's order:
 
-    theta <- theta * (1 - lr * weight_decay)      (eq. 9.10), then the Adam update of eqs. 9.6-9.9 without
-    any L2 term in the gradient, so every weight shrinks at the same rate whatever its gradient history.
+    theta <- theta * (1 - lr * weight_decay)      (eq. 9.10), then the Adam update of eqs. 9.6-9.9
+    without any L2 term in the gradient, so every weight shrinks at the same rate whatever its
+    gradient history.
     """
 
     decoupled_weight_decay = True
 
-    def __init__(self, params: ParamsArg, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01):
+    def __init__(self, params: ParamsArg, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 

@@ -1,10 +1,11 @@
-"""Learning-rate schedules: plain functions of the step (chapter 09, section "Learning-rate schedules").
+"""Learning-rate schedules: plain functions of the step (chapter 09, "Learning-rate schedules").
 
-Steps count from 0 (the first update is step 0). A schedule returns a learning rate; ``set_lr`` writes it into
-every parameter group, and ``LRScheduler`` does both once per training step:
+Steps count from 0 (the first update is step 0). A schedule returns a learning rate; ``set_lr``
+writes it into every parameter group, and ``LRScheduler`` does both once per training step:
 
     for step in range(total_steps):
-        set_lr(optimizer, warmup_cosine(step, max_lr=1e-3, min_lr=1e-4, warmup_steps=100, total_steps=5000))
+        set_lr(optimizer, warmup_cosine(step, max_lr=1e-3, min_lr=1e-4, warmup_steps=100,
+                                        total_steps=5000))
         ...  # forward, backward, optimizer.step()
 """
 
@@ -16,17 +17,19 @@ from typing import Any, Callable
 from tinyllm.optim.optimizers import Optimizer
 
 
-def warmup_cosine(step: int, max_lr: float, min_lr: float, warmup_steps: int, total_steps: int) -> float:
+def warmup_cosine(step: int, max_lr: float, min_lr: float, warmup_steps: int,
+                  total_steps: int) -> float:
     """Linear warm-up to ``max_lr``, then half a cosine down to ``min_lr`` (eq. 9.11).
 
     step < warmup:  lr = max_lr (step + 1) / (warmup + 1)
     otherwise:      r = min((step - warmup) / max(total - warmup, 1), 1)
                     lr = min_lr + (1 + cos(pi r)) / 2 * (max_lr - min_lr)
 
-    The peak ``max_lr`` is reached at ``step == warmup_steps``, ``min_lr`` at ``step >= total_steps``.
+    The peak ``max_lr`` is reached at ``step == warmup_steps``, ``min_lr`` from ``total_steps`` on.
     """
     if step < 0 or warmup_steps < 0:
-        raise ValueError(f"step and warmup_steps must be >= 0, got step={step}, warmup_steps={warmup_steps}")
+        raise ValueError(f"step and warmup_steps must be >= 0, got step={step}, "
+                         f"warmup_steps={warmup_steps}")
     if step < warmup_steps:
         return max_lr * (step + 1) / (warmup_steps + 1)
     progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
@@ -38,9 +41,9 @@ def inverse_sqrt(step: int, d_model: int, warmup_steps: int) -> float:
 
     lr = d_model^-0.5 * min((step + 1)^-0.5, (step + 1) * warmup^-1.5)
 
-    The paper counts steps from 1, so it is evaluated at ``step + 1``: the rate rises linearly for the first
-    ``warmup_steps`` updates, peaks at d_model^-0.5 * warmup^-0.5 on update number ``warmup_steps`` (our
-    ``step == warmup_steps - 1``), then decays like 1/sqrt(step).
+    The paper counts steps from 1, so it is evaluated at ``step + 1``: the rate rises linearly for
+    the first ``warmup_steps`` updates, peaks at d_model^-0.5 * warmup^-0.5 on update number
+    ``warmup_steps`` (our ``step == warmup_steps - 1``), then decays like 1/sqrt(step).
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
@@ -61,8 +64,9 @@ def set_lr(optimizer: Optimizer, lr: float) -> None:
 class LRScheduler:
     """Applies ``schedule(step)`` to an optimizer once per training step.
 
-    Call ``scheduler.step()`` before each ``optimizer.step()``: it sets the rate for the current step (0, 1,
-    2, ...) and returns it. Its one number of state, ``step_count``, goes into a checkpoint.
+    Call ``scheduler.step()`` before each ``optimizer.step()``: it sets the rate for the current
+    step (0, 1, 2, ...) and returns it. Its one number of state, ``step_count``, goes into a
+    checkpoint.
 
         schedule = functools.partial(warmup_cosine, max_lr=1e-3, min_lr=1e-4, warmup_steps=100,
                                      total_steps=5000)

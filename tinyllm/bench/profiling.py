@@ -1,10 +1,11 @@
-"""Where does a tinyllm training step spend its time?
-(chapter 11, "Making it fast"; ``tinyllm bench --profile``)
+"""Where does a tinyllm training step spend its time? (chapter 11, "Making it fast";
+``tinyllm bench --profile``)
 
-:class:`OpTimer` wraps every op class's ``forward`` and ``backward`` with a timer (subtracting the time of ops
-nested inside, so each second is counted once); :func:`profile_training_step` reports the phases of a step
-(forward, backward, update), the seconds per op class, the time spent outside the ops (layers' Python, the
-engine's graph walk), and the top of cProfile's table. A measuring tool: the library never imports it.
+:class:`OpTimer` wraps every op class's ``forward`` and ``backward`` with a timer (subtracting the
+time of ops nested inside, so each second is counted once); :func:`profile_training_step` runs the
+sub-steps of ``tinyllm.train.train_step`` one by one and reports its phases (forward, backward,
+update), the seconds per op class, the time spent outside the ops (layers' Python, the engine's
+graph walk), and the top of cProfile's table. A measuring tool: the library never imports it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from tinyllm.bench import BenchSetting, TinyllmStep, matmul_weights
-from tinyllm.tensor import Function
+from tinyllm.autograd import Function
+from tinyllm.bench.training import BenchSetting, TinyllmStep, matmul_weights
+from tinyllm.tensor import Tensor
+from tinyllm.train import accumulate_gradients, apply_update
 
 
 def _function_classes() -> list[type]:
@@ -32,11 +35,11 @@ def _function_classes() -> list[type]:
 
 
 class OpTimer:
-    """Seconds spent in each op class's ``forward`` and ``backward`` (a profiling tool, not library code).
+    """Seconds spent in each op class's ``forward`` and ``backward`` (a tool, not library code).
 
-    Inside ``with OpTimer() as timer:`` every op class's own ``forward``/``backward`` is replaced by a timed
-    wrapper; the originals come back on exit. Times are exclusive: an op run inside another op's forward
-    counts for itself only. ``timer.seconds[(name, "forward")]``, ``timer.calls[...]``.
+    Inside ``with OpTimer() as timer:`` every op class's own ``forward``/``backward`` is replaced by
+    a timed wrapper; the originals come back on exit. Times are exclusive: an op run inside another
+    op's forward counts for itself only. ``timer.seconds[(name, "forward")]``, ``timer.calls[...]``.
     """
 
     def __init__(self):
@@ -74,23 +77,51 @@ class OpTimer:
         return timed
 
 
+class BackwardTimer:
+    """Seconds spent inside ``Tensor.backward`` (the backward pass, graph walk included).
+
+    ``accumulate_gradients`` runs forward and backward passes in turn; this splits its time in two.
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._original: Callable | None = None
+
+    def __enter__(self) -> BackwardTimer:
+        self._original = original = Tensor.backward
+
+        def timed(tensor, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(tensor, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        Tensor.backward = timed
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        Tensor.backward = self._original
+
+
 def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: int = 25) -> dict:
-    """Print where a tinyllm step spends its time: phases, op classes (forward and backward), cProfile."""
+    """Print where a tinyllm step spends its time: phases, op classes, cProfile."""
     runner = TinyllmStep(setting.config, setting.batch_size)
     for _ in range(setting.warmup):
         runner.step()
+    recipe = runner.recipe
     phases: dict[str, list[float]] = {"forward": [], "backward": [], "update": []}
-    with OpTimer() as timer:
-        for _ in range(steps):
-            start = time.perf_counter()
-            loss = runner.forward()
-            after_forward = time.perf_counter()
-            runner.backward(loss)
-            after_backward = time.perf_counter()
-            runner.update()
-            phases["forward"].append(after_forward - start)
-            phases["backward"].append(after_backward - after_forward)
-            phases["update"].append(time.perf_counter() - after_backward)
+    with OpTimer() as timer, BackwardTimer() as backward:
+        for _ in range(steps):  # train_step's sub-steps, timed one by one
+            start, backward_before = time.perf_counter(), backward.seconds
+            runner.scheduler.step()
+            accumulate_gradients(runner.model, runner.task, runner.data_rng, recipe.grad_accum)
+            after_gradients = time.perf_counter()
+            apply_update(runner.model, runner.optimizer, recipe.grad_clip)
+            backward_seconds = backward.seconds - backward_before
+            phases["forward"].append(after_gradients - start - backward_seconds)
+            phases["backward"].append(backward_seconds)
+            phases["update"].append(time.perf_counter() - after_gradients)
     ms = {name: 1e3 * sum(values) / steps for name, values in phases.items()}  # means: they add up
     total = sum(ms.values())
     print(f"\nprofile of a tinyllm step, {setting.name}, mean of {steps} steps with op timers "
@@ -105,22 +136,25 @@ def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: i
           f"{'total ms':>10}{'share':>8}")
     op_ms = {}
     for name in names:
-        forward, backward = (1e3 * timer.seconds[(name, m)] / steps for m in ("forward", "backward"))
-        op_ms[name] = {"forward_ms": round(forward, 3), "backward_ms": round(backward, 3)}
+        forward, backward_ms = (1e3 * timer.seconds[(name, m)] / steps
+                                for m in ("forward", "backward"))
+        op_ms[name] = {"forward_ms": round(forward, 3), "backward_ms": round(backward_ms, 3)}
         calls = timer.calls[(name, "forward")] / steps
-        print(f"  {name:<28}{calls:>11.0f}{forward:>12.2f}{backward:>13.2f}{forward + backward:>10.2f}"
-              f"{(forward + backward) / total:>8.1%}")
+        print(f"  {name:<28}{calls:>11.0f}{forward:>12.2f}{backward_ms:>13.2f}"
+              f"{forward + backward_ms:>10.2f}{(forward + backward_ms) / total:>8.1%}")
     ops_forward = sum(v["forward_ms"] for v in op_ms.values())
     ops_backward = sum(v["backward_ms"] for v in op_ms.values())
     outside_forward, outside_backward = ms["forward"] - ops_forward, ms["backward"] - ops_backward
     print(f"  {'outside ops, forward':<39}{outside_forward:>12.2f}{'':>13}{outside_forward:>10.2f}"
           f"{outside_forward / total:>8.1%}   (layers' Python, Tensor bookkeeping, checks)")
-    print(f"  {'outside ops, backward':<39}{'':>12}{outside_backward:>13.2f}{outside_backward:>10.2f}"
+    print(f"  {'outside ops, backward':<39}{'':>12}{outside_backward:>13.2f}"
+          f"{outside_backward:>10.2f}"
           f"{outside_backward / total:>8.1%}   (graph walk, unbroadcast, gradient sums)")
 
-    tokens = setting.batch_size * setting.config.context_length
-    matmul_flops = 6 * matmul_weights(setting.config) * tokens
-    attention_flops = 12 * setting.config.num_layers * setting.config.context_length * setting.config.d_model * tokens
+    config = setting.config
+    tokens = setting.batch_size * config.context_length
+    matmul_flops = 6 * matmul_weights(config) * tokens
+    attention_flops = 12 * config.num_layers * config.context_length * config.d_model * tokens
     rates = {}
     for name, flops in (("MatMul", matmul_flops), ("ScaledDotProductAttention", attention_flops)):
         if name in op_ms:
@@ -139,5 +173,6 @@ def profile_training_step(setting: BenchSetting, steps: int, peak: float, top: i
     print(f"\ncProfile of {steps} steps, {setting.name}, sorted by tottime (top {top}):")
     print(text.getvalue().strip("\n"))
     return {"phases_ms": {k: round(v, 3) for k, v in ms.items()}, "ops_ms": op_ms,
-            "outside_ops_ms": {"forward": round(outside_forward, 3), "backward": round(outside_backward, 3)},
+            "outside_ops_ms": {"forward": round(outside_forward, 3),
+                               "backward": round(outside_backward, 3)},
             "gflops_inside": {k: round(v, 2) for k, v in rates.items()}}

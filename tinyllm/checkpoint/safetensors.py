@@ -1,14 +1,15 @@
-"""Saving and loading arrays without pickle, in the safetensors format (chapter 09, section "Checkpoints").
+"""Arrays in a file without pickle: the safetensors format (chapter 09, section "Checkpoints").
 
 A safetensors file is
 
     [8 bytes: N, little-endian unsigned]  [N bytes: JSON header]  [raw little-endian array bytes]
 
-where the header maps each name to ``{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}`` (offsets
-into the byte buffer) plus an optional ``"__metadata__"`` of string -> string. It holds only numbers and text,
-so loading a file can never run code (unlike pickle), and other tools (the ``safetensors`` library) read it.
-We write and read it with NumPy alone. Writes are atomic: a temporary file is renamed over the target only
-once it is complete, so an interrupted save never destroys the previous checkpoint.
+where the header maps each name to
+``{"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}`` (offsets into the byte buffer)
+plus an optional ``"__metadata__"`` of string -> string. It holds only numbers and text, so loading
+a file can never run code (unlike pickle), and other tools (the ``safetensors`` library) read it.
+We write and read it with NumPy alone. Writes are atomic: a temporary file is renamed over the
+target only once it is complete, so an interrupted save never destroys the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def save_safetensors(path: str | os.PathLike, arrays: dict[str, np.ndarray],
         array = np.asarray(array, order="C")  # contiguous; keeps 0-d arrays 0-d
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
         if dtype not in _NAMES:
-            raise TypeError(f"cannot save {name!r}: dtype {array.dtype} is not one of {sorted(_DTYPES)}")
+            raise TypeError(f"cannot save {name!r}: dtype {array.dtype} is not one of "
+                            f"{sorted(_DTYPES)}")
         blob = array.astype(dtype, copy=False).tobytes()
         header[name] = {"dtype": _NAMES[dtype], "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(blob)]}
@@ -78,17 +80,20 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
                                 "(`tinyllm train` writes one into its --out folder)")
     raw = path.read_bytes()
     if len(raw) < 8:
-        raise CheckpointError(f"{path} is not a checkpoint: only {len(raw)} bytes (truncated or empty file)")
+        raise CheckpointError(f"{path} is not a checkpoint: only {len(raw)} bytes "
+                              "(truncated or empty file)")
     (header_size,) = struct.unpack("<Q", raw[:8])
     if header_size > min(_MAX_HEADER, len(raw) - 8):
         raise CheckpointError(
             f"{path} is not a valid safetensors checkpoint: its header claims {header_size} bytes "
-            f"but the file has {len(raw) - 8} after the size field (truncated, or a different format)"
+            f"but the file has {len(raw) - 8} after the size field "
+            "(truncated, or a different format)"
         )
     try:
         header = json.loads(raw[8:8 + header_size].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path} is not a valid safetensors checkpoint: unreadable header ({error})")
+        raise CheckpointError(f"{path} is not a valid safetensors checkpoint: "
+                              f"unreadable header ({error})")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} is not a valid safetensors checkpoint: "
                               "its header is not a JSON object")
@@ -105,7 +110,8 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
             if min(shape, default=0) < 0 or not 0 <= begin <= end:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: malformed header entry for {name!r}: {entry!r}") from None
+            message = f"{path}: malformed header entry for {name!r}: {entry!r}"
+            raise CheckpointError(message) from None
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if end - begin != expected or end > len(buffer):
             raise CheckpointError(
