@@ -18,10 +18,10 @@ import numpy as np
 
 from tinyllm import __version__
 from tinyllm.bench.generation import print_generation
+from tinyllm.bench.peak import numpy_matmul_gflops, torch_matmul_gflops
 from tinyllm.bench.training import (
     SETTINGS,
     BenchSetting,
-    numpy_matmul_gflops,
     print_training,
     time_training,
 )
@@ -63,8 +63,6 @@ def run_benchmarks(steps: int = 20, quick: bool = False, settings: list[BenchSet
     def measure_peaks() -> dict[str, float]:
         peaks = {"NumPy": numpy_matmul_gflops(peak_size, peak_repeats)}
         if has_torch:
-            from tinyllm.bench.torch_twin import torch_matmul_gflops
-
             peaks["PyTorch"] = torch_matmul_gflops(peak_size, peak_repeats)
         return peaks
 

@@ -8,8 +8,6 @@ float32 rounding) and their times compare like with like.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -17,23 +15,6 @@ import numpy as np
 from tinyllm.models import GPTConfig
 from tinyllm.objectives import LanguageModelTask
 from tinyllm.train import TrainConfig
-
-
-def torch_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of a float32 (size, size) @ (size, size) product with PyTorch's BLAS."""
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    out = torch.empty(size, size)
-    torch.mm(a, b, out=out)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
 
 
 class TorchStep:

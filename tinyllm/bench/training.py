@@ -20,7 +20,6 @@ every framework, so GFLOP/s compare like with like.
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -69,21 +68,6 @@ def training_flops_per_token(config: GPTConfig) -> int:
     """3 F = 6 N_mm + 12 L T C: forward (2 N_mm + 4 L T C) and backward (twice the forward)."""
     attention = 4 * config.num_layers * config.context_length * config.d_model
     return 3 * (2 * matmul_weights(config) + attention)
-
-
-def numpy_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of a float32 (size, size) @ (size, size) NumPy product (2 size^3 FLOPs)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    out = np.empty((size, size), dtype=np.float32)
-    np.matmul(a, b, out=out)  # warm-up: thread pool, caches
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
 
 
 # --------------------------------------------------------------------------------------------------
