@@ -1,11 +1,11 @@
 """Benchmark for chapter 08: one pre-LN Transformer block, and the fused ops inside it, on the CPU.
 
-Times forward + backward (float32, causal self-attention) of one pre-LN block at a small and a GPT-sized
-setting, and the fused LayerNorm and GELU against their composed references at the block's shapes. Every
-variant of a setting is timed in turn inside each repeat (interleaved), so slow phases of a shared machine
-hit all variants alike; the table reports the median and the best wall-clock time of the repeats, and the
-median CPU time of this process (all its threads), which other programs competing for the cores disturb far
-less than the wall clock.
+Times forward + backward (float32, causal self-attention) of one pre-LN block at a small and a
+GPT-sized setting, and the fused LayerNorm and GELU against their composed references at the block's
+shapes. Every variant of a setting is timed in turn inside each repeat (interleaved), so slow phases
+of a shared machine hit all variants alike; the table reports the median and the best wall-clock
+time of the repeats, and the median CPU time of this process (all its threads), which other programs
+competing for the cores disturb far less than the wall clock.
 
     python benchmarks/bench_block.py              # both settings, 15 repeats
     python benchmarks/bench_block.py --quick      # the small setting only, 5 repeats
@@ -39,8 +39,11 @@ def forward_backward(make_output: Callable[[], tl.Tensor], grad: np.ndarray) -> 
     return step
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, dict[str, list[float]]]:
-    """Wall-clock and CPU seconds per call of every step: one call each per repeat, after a warm-up."""
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], repeats: int
+) -> dict[str, dict[str, list[float]]]:
+    """Wall-clock and CPU seconds per call of every step: one call each per repeat, after a
+    warm-up."""
     for step in steps.values():
         step()
     times = {name: {"wall": [], "cpu": []} for name in steps}
@@ -53,7 +56,9 @@ def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict
     return times
 
 
-def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, dict[str, list[float]]]:
+def bench_setting(
+    B: int, T: int, C: int, H: int, repeats: int
+) -> dict[str, dict[str, list[float]]]:
     rng = np.random.default_rng(0)
     block = nn.TransformerBlock(C, H, norm_first=True, rng=rng)  # float32, d_ff = 4C
     x = tl.tensor(rng.standard_normal((B, T, C)).astype(np.float32), requires_grad=True)
@@ -64,7 +69,9 @@ def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, dic
     steps = {
         "block fwd+bwd": forward_backward(lambda: block(x, is_causal=True), grad_c),
         "layer_norm fused": forward_backward(lambda: F.layer_norm(x, weight, bias), grad_c),
-        "layer_norm composed": forward_backward(lambda: F.layer_norm_composed(x, weight, bias), grad_c),
+        "layer_norm composed": forward_backward(
+            lambda: F.layer_norm_composed(x, weight, bias), grad_c
+        ),
         "gelu fused": forward_backward(lambda: F.gelu(h), grad_h),
         "gelu composed": forward_backward(lambda: F.gelu_composed(h), grad_h),
     }
@@ -72,9 +79,12 @@ def bench_setting(B: int, T: int, C: int, H: int, repeats: int) -> dict[str, dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per variant (default 15)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed calls per variant (default 15)"
+    )
     parser.add_argument("--quick", action="store_true", help="the small setting only, 5 repeats")
     args = parser.parse_args()
     settings = SETTINGS[:1] if args.quick else SETTINGS
@@ -89,7 +99,10 @@ def main() -> None:
             print(f"  {name:<22} {wall:9.2f} ms {1e3 * min(t['wall']):7.2f} ms {cpu:8.2f} ms")
         for op in ("layer_norm", "gelu"):
             fused, composed = times[f"{op} fused"], times[f"{op} composed"]
-            ratios = [statistics.median(composed[k]) / statistics.median(fused[k]) for k in ("wall", "cpu")]
+            ratios = [
+                statistics.median(composed[k]) / statistics.median(fused[k])
+                for k in ("wall", "cpu")
+            ]
             print(f"  {op}: composed / fused = {ratios[0]:.2f} (wall), {ratios[1]:.2f} (CPU)")
 
 

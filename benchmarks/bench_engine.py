@@ -1,24 +1,26 @@
 """How much does the autograd engine cost on top of raw NumPy? (chapters 01 and 02)
 
-    python benchmarks/bench_engine.py               # BLAS threads as the library chooses
-    python benchmarks/bench_engine.py --threads 1   # one BLAS thread: the figures quoted in the issues
+    python benchmarks/bench_engine.py               # BLAS threads as the library chooses python
+    benchmarks/bench_engine.py --threads 1   # one BLAS thread: the figures quoted in the issues
 
 Two measurements:
 
-(a) Python overhead per op on tiny (4, 4) float32 arrays, where the arithmetic costs nothing and only the
-    bookkeeping is left: microseconds per forward, and per forward + backward, for tinyllm and for the same
-    computation written by hand in NumPy (the forward, and the backward products of chapter 01, table 1.1).
+(a) Python overhead per op on tiny (4, 4) float32 arrays, where the arithmetic costs nothing and
+only the
+    bookkeeping is left: microseconds per forward, and per forward + backward, for tinyllm and for
+    the same computation written by hand in NumPy (the forward, and the backward products of chapter
+    01, table 1.1).
 
 (b) One training step of a chain of three (C, C) float32 matrix products, C = 512:
 
         y = ((x @ W1) @ W2) @ W3,    loss = sum(y * G)
 
-    with W1, W2, W3 the parameters and x, G constants (data and an output weighting). The raw-NumPy version
-    writes out the backward pass of eq. 2.6 by hand (dW = A^T G_out, dA = G_out W^T), computing only what
-    the parameters need. The figure is the ratio tinyllm / raw NumPy of the medians of interleaved repeats
-    (tinyllm, raw, tinyllm, raw, ...), so that drifting machine load hits both alike. Target: <= 1.10.
-    A second line makes x a variable too, so both sides compute dL/dx: it isolates the engine's own
-    overhead from any extra products it computes.
+    with W1, W2, W3 the parameters and x, G constants (data and an output weighting). The raw-NumPy
+    version writes out the backward pass of eq. 2.6 by hand (dW = A^T G_out, dA = G_out W^T),
+    computing only what the parameters need. The figure is the ratio tinyllm / raw NumPy of the
+    medians of interleaved repeats (tinyllm, raw, tinyllm, raw, ...), so that drifting machine load
+    hits both alike. Target: <= 1.10. A second line makes x a variable too, so both sides compute
+    dL/dx: it isolates the engine's own overhead from any extra products it computes.
 
 Threads: ``--threads N`` limits the BLAS threads with ``tinyllm.runtime.limit_blas_threads``.
 """
@@ -34,12 +36,17 @@ from collections.abc import Callable
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads (default: unchanged)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="BLAS/OpenMP threads (default: unchanged)"
+    )
     parser.add_argument("--size", type=int, default=512, help="C, the side of the matrices in (b)")
     parser.add_argument("--repeats", type=int, default=21, help="interleaved repeats in (b)")
     parser.add_argument("--tiny-calls", type=int, default=2000, help="calls per timing in (a)")
-    parser.add_argument("--release-memory", action="store_true",
-                        help="let glibc return freed memory to the OS (default: keep it, as training does)")
+    parser.add_argument(
+        "--release-memory",
+        action="store_true",
+        help="let glibc return freed memory to the OS (default: keep it, as training does)",
+    )
     return parser.parse_args(argv)
 
 
@@ -55,13 +62,14 @@ def per_call_us(fn: Callable[[], object], calls: int, repeats: int = 5) -> float
     return statistics.median(times)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # (a) Python overhead per op
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def tiny_op_table(calls: int) -> list[tuple[str, float, float, float, float]]:
-    """Rows (op, raw forward, tinyllm forward, raw forward+backward, tinyllm forward+backward) in µs."""
+    """Rows (op, raw forward, tinyllm forward, raw forward+backward, tinyllm forward+backward) in
+    µs."""
     import numpy as np
 
     import tinyllm as tl
@@ -81,12 +89,22 @@ def tiny_op_table(calls: int) -> list[tuple[str, float, float, float, float]]:
 
     ops = {  # name: (tinyllm forward, raw forward, raw forward + hand-written backward)
         "add": (lambda: a + b, lambda: a_np + b_np, lambda: (a_np + b_np, g_np, g_np)),
-        "mul": (lambda: a * b, lambda: a_np * b_np, lambda: (a_np * b_np, g_np * b_np, g_np * a_np)),
-        "matmul": (lambda: a @ b, lambda: a_np @ b_np,
-                   lambda: (a_np @ b_np, g_np @ b_np.T, a_np.T @ g_np)),
+        "mul": (
+            lambda: a * b,
+            lambda: a_np * b_np,
+            lambda: (a_np * b_np, g_np * b_np, g_np * a_np),
+        ),
+        "matmul": (
+            lambda: a @ b,
+            lambda: a_np @ b_np,
+            lambda: (a_np @ b_np, g_np @ b_np.T, a_np.T @ g_np),
+        ),
         "exp": (lambda: a.exp(), lambda: np.exp(a_np), lambda: np.exp(a_np) * g_np),
-        "sum": (lambda: a.sum(), lambda: a_np.sum(),
-                lambda: (a_np.sum(), np.broadcast_to(np.float32(1), a_np.shape))),
+        "sum": (
+            lambda: a.sum(),
+            lambda: a_np.sum(),
+            lambda: (a_np.sum(), np.broadcast_to(np.float32(1), a_np.shape)),
+        ),
         "getitem": (lambda: a[1:3], lambda: a_np[1:3], raw_getitem_backward),
     }
     rows = []
@@ -97,23 +115,26 @@ def tiny_op_table(calls: int) -> list[tuple[str, float, float, float, float]]:
             a.grad = b.grad = None
             forward().backward(out_grad)
 
-        rows.append((
-            name,
-            per_call_us(raw_forward, calls),
-            per_call_us(forward, calls),
-            per_call_us(raw_both, calls),
-            per_call_us(both, calls),
-        ))
+        rows.append(
+            (
+                name,
+                per_call_us(raw_forward, calls),
+                per_call_us(forward, calls),
+                per_call_us(raw_both, calls),
+                per_call_us(both, calls),
+            )
+        )
     return rows
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # (b) Three chained matrix products, forward and backward
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def minor_page_faults() -> int:
-    """Page faults so far in this process (memory the OS had to hand over, zeroed); 0 where unknown."""
+    """Page faults so far in this process (memory the OS had to hand over, zeroed); 0 where
+    unknown."""
     try:
         import resource
     except ImportError:  # not on Windows
@@ -129,7 +150,8 @@ def timed(step: Callable[[], object]) -> tuple[float, int]:
 
 
 def matmul_chain(size: int, repeats: int, x_requires_grad: bool) -> dict[str, float]:
-    """Medians per step over interleaved repeats: seconds and page faults, for tinyllm and raw NumPy."""
+    """Medians per step over interleaved repeats: seconds and page faults, for tinyllm and raw
+    NumPy."""
     import numpy as np
 
     import tinyllm as tl
@@ -205,23 +227,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"BLAS threads: {blas_threads()}")
 
     print("\n(a) per-op cost on (4, 4) float32, microseconds per call (median of 5 timings)")
-    print(f"{'op':<9}{'numpy fwd':>11}{'tinyllm fwd':>13}{'overhead':>10}   "
-          f"{'numpy f+b':>11}{'tinyllm f+b':>13}{'overhead':>10}")
+    print(
+        f"{'op':<9}{'numpy fwd':>11}{'tinyllm fwd':>13}{'overhead':>10}   "
+        f"{'numpy f+b':>11}{'tinyllm f+b':>13}{'overhead':>10}"
+    )
     for name, raw_fwd, tl_fwd, raw_both, tl_both in tiny_op_table(args.tiny_calls):
-        print(f"{name:<9}{raw_fwd:>11.2f}{tl_fwd:>13.2f}{tl_fwd - raw_fwd:>10.2f}   "
-              f"{raw_both:>11.2f}{tl_both:>13.2f}{tl_both - raw_both:>10.2f}")
+        print(
+            f"{name:<9}{raw_fwd:>11.2f}{tl_fwd:>13.2f}{tl_fwd - raw_fwd:>10.2f}   "
+            f"{raw_both:>11.2f}{tl_both:>13.2f}{tl_both - raw_both:>10.2f}"
+        )
 
     size = args.size
-    print(f"\n(b) y = ((x @ W1) @ W2) @ W3, loss = sum(y * G), C = {size}, float32: forward + backward,"
-          f" median of {args.repeats} interleaved repeats")
-    for x_requires_grad, label in [(False, "x constant (dW only)"), (True, "x variable (dW and dx)")]:
+    print(
+        f"\n(b) y = ((x @ W1) @ W2) @ W3, loss = sum(y * G), C = {size}, float32: "
+        f"forward + backward, median of {args.repeats} interleaved repeats"
+    )
+    for x_requires_grad, label in [
+        (False, "x constant (dW only)"),
+        (True, "x variable (dW and dx)"),
+    ]:
         result = matmul_chain(size, args.repeats, x_requires_grad)
         ratio = result["tinyllm"] / result["numpy"]
         verdict = "ok" if ratio <= 1.10 else "above the 1.10 target"
-        print(f"  {label:<24} tinyllm {result['tinyllm'] * 1e3:7.2f} ms   "
-              f"raw NumPy {result['numpy'] * 1e3:7.2f} ms   ratio {ratio:5.3f}  ({verdict})")
-        print(f"  {'':<24} page faults per step: tinyllm {result['tinyllm_faults']:.0f}, "
-              f"raw NumPy {result['numpy_faults']:.0f}")
+        print(
+            f"  {label:<24} tinyllm {result['tinyllm'] * 1e3:7.2f} ms   "
+            f"raw NumPy {result['numpy'] * 1e3:7.2f} ms   ratio {ratio:5.3f}  ({verdict})"
+        )
+        print(
+            f"  {'':<24} page faults per step: tinyllm {result['tinyllm_faults']:.0f}, "
+            f"raw NumPy {result['numpy_faults']:.0f}"
+        )
     return 0
 
 

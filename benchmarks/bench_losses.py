@@ -4,10 +4,10 @@
     python benchmarks/bench_losses.py --repeats 51
 
 N = B*T rows of logits, V classes: (768, 65) is the character-level GPT of chapter 11 (B=12, T=64),
-(8192, 2000) a BPE-vocabulary model. The fused op and its composed twin run in alternation (interleaved),
-so a slow-down of the machine hits both alike, and the medians are compared. The last line shows BERT's
-masked-LM loss, which gathers the ~15% chosen rows before the softmax ("fused" column), against a
-cross-entropy with ignore_index over every row ("composed" column).
+(8192, 2000) a BPE-vocabulary model. The fused op and its composed twin run in alternation
+(interleaved), so a slow-down of the machine hits both alike, and the medians are compared. The last
+line shows BERT's masked-LM loss, which gathers the ~15% chosen rows before the softmax ("fused"
+column), against a cross-entropy with ignore_index over every row ("composed" column).
 """
 
 from __future__ import annotations
@@ -48,30 +48,50 @@ def compare(name: str, fused, composed, logits: np.ndarray, repeats: int, cotang
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=21, help="timed repeats of each op (median reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=21, help="timed repeats of each op (median reported)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
 
-    print(f"{'forward + backward, float32':<44s} {'fused ms':>9s} {'composed ms':>11s} {'ratio':>9s}")
+    print(
+        f"{'forward + backward, float32':<44s} {'fused ms':>9s} {'composed ms':>11s} {'ratio':>9s}"
+    )
     for rows, num_classes in [(768, 65), (8192, 2000)]:
         logits = rng.standard_normal((rows, num_classes)).astype(np.float32)
         targets = rng.integers(0, num_classes, size=rows)
         cotangent = rng.standard_normal((rows, num_classes)).astype(np.float32)
         shape = f"(N, V) = ({rows}, {num_classes})"
-        compare(f"cross_entropy {shape}", lambda z: F.cross_entropy(z, targets),
-                lambda z: F.cross_entropy_composed(z, targets), logits, args.repeats)
+        compare(
+            f"cross_entropy {shape}",
+            lambda z: F.cross_entropy(z, targets),
+            lambda z: F.cross_entropy_composed(z, targets),
+            logits,
+            args.repeats,
+        )
         compare(f"softmax {shape}", F.softmax, F.softmax_composed, logits, args.repeats, cotangent)
-        compare(f"log_softmax {shape}", F.log_softmax, F.log_softmax_composed, logits, args.repeats,
-                cotangent)
+        compare(
+            f"log_softmax {shape}",
+            F.log_softmax,
+            F.log_softmax_composed,
+            logits,
+            args.repeats,
+            cotangent,
+        )
 
     # BERT: labels on ~15% of B*T = 8192 positions; gather those rows first, or softmax every row.
     batch, length, num_classes = 64, 128, 2000
     logits = rng.standard_normal((batch, length, num_classes)).astype(np.float32)
     labels = rng.integers(0, num_classes, size=(batch, length))
     labels[rng.random((batch, length)) >= 0.15] = IGNORE_INDEX
-    compare(f"mlm_loss vs full CE, (B*T, V) = ({batch * length}, {num_classes})",
-            lambda z: mlm_loss(z, labels), lambda z: F.cross_entropy(z, labels), logits, args.repeats)
+    compare(
+        f"mlm_loss vs full CE, (B*T, V) = ({batch * length}, {num_classes})",
+        lambda z: mlm_loss(z, labels),
+        lambda z: F.cross_entropy(z, labels),
+        logits,
+        args.repeats,
+    )
 
 
 if __name__ == "__main__":

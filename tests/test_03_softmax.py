@@ -1,8 +1,9 @@
-"""Chapter 03, softmax and cross-entropy: the fused ops against their composed twins, finite differences
-and the chapter's closed forms (eqs. 3.1-3.15), plus the language-model losses built on them (section 3.9).
+"""Chapter 03, softmax and cross-entropy: the fused ops against their composed twins, finite
+differences and the chapter's closed forms (eqs. 3.1-3.15), plus the language-model losses built on
+them (section 3.9).
 
-Modules under test: ``tinyllm/nn/softmax.py`` and ``tinyllm/nn/losses.py`` (reached through ``F``); the
-losses of section 3.9 from ``tinyllm/objectives/`` (``lm_loss``, ``mlm_loss``, ``mlm_accuracy``,
+Modules under test: ``tinyllm/nn/softmax.py`` and ``tinyllm/nn/losses.py`` (reached through ``F``);
+the losses of section 3.9 from ``tinyllm/objectives/`` (``lm_loss``, ``mlm_loss``, ``mlm_accuracy``,
 ``nsp_loss``).
 """
 
@@ -50,7 +51,8 @@ def numeric_gradient(f, z: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def grads_of(fn, logits: np.ndarray, *args, cotangent=None, **kwargs):
-    """(value, dL/dlogits) of fn(logits, *args, **kwargs) for the output cotangent (1 for a scalar)."""
+    """(value, dL/dlogits) of fn(logits, *args, **kwargs) for the output cotangent (1 for a
+    scalar)."""
     z = variable(logits, dtype=logits.dtype)
     out = fn(z, *args, **kwargs)
     out.backward(cotangent)
@@ -66,9 +68,9 @@ shapes_and_axes = st.integers(1, 3).flatmap(
 )
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Softmax and log-softmax (eqs. 3.1-3.7)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @given(shapes_and_axes)
@@ -87,11 +89,15 @@ def test_log_softmax_gradcheck_any_shape_and_axis(case):
 
 @given(shapes_and_axes)
 def test_fused_softmax_equals_composed(case):
-    """Values and gradients (random cotangent) of the fused ops equal the composed ones in float64."""
+    """Values and gradients (random cotangent) of the fused ops equal the composed ones in
+    float64."""
     shape, axis, seed = case
     rng = np.random.default_rng(seed)
     x, g = rng.normal(size=shape) * 5, rng.normal(size=shape)
-    for fused, composed in [(F.softmax, F.softmax_composed), (F.log_softmax, F.log_softmax_composed)]:
+    for fused, composed in [
+        (F.softmax, F.softmax_composed),
+        (F.log_softmax, F.log_softmax_composed),
+    ]:
         y1, dx1 = grads_of(fused, x, cotangent=g, axis=axis)
         y2, dx2 = grads_of(composed, x, cotangent=g, axis=axis)
         np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-14)
@@ -109,7 +115,8 @@ def test_softmax_sums_to_one_and_is_shift_invariant(device):
 
 
 def test_softmax_vjp_equals_jacobian_closed_form():
-    """eq. 3.4: J = diag(y) - y y^T; eq. 3.5: J^T g = y * (g - <g, y>): NumPy formula vs autograd vs FD."""
+    """eq. 3.4: J = diag(y) - y y^T; eq. 3.5: J^T g = y * (g - <g, y>): NumPy formula vs autograd vs
+    FD."""
     rng = np.random.default_rng(1)
     z, g = rng.normal(size=6), rng.normal(size=6)
     y = numpy_softmax(z)
@@ -152,7 +159,8 @@ def test_stable_at_plus_minus_1e4(dtype, device):
 
 
 def test_temperature_limits():
-    """eq. 3.16: softmax(z / tau) tends to one-hot at the argmax as tau -> 0, to uniform as tau -> inf."""
+    """eq. 3.16: softmax(z / tau) tends to one-hot at the argmax as tau -> 0, to uniform as tau ->
+    inf."""
     z = tl.tensor(np.array([1.0, 3.0, 2.0], dtype=np.float64))
     np.testing.assert_allclose(F.softmax(z / 1e-3).numpy(), [0.0, 1.0, 0.0], atol=1e-300)
     np.testing.assert_allclose(F.softmax(z / 1e6).numpy(), [1 / 3] * 3, rtol=1e-5)
@@ -165,9 +173,9 @@ def test_softmax_rejects_integer_scores():
         F.log_softmax(tl.tensor(np.array([1, 2, 3])))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Cross-entropy: closed forms (eqs. 3.8-3.13)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def numpy_cross_entropy(z: np.ndarray, t: np.ndarray, eps: float = 0.0) -> np.ndarray:
@@ -179,7 +187,8 @@ def numpy_cross_entropy(z: np.ndarray, t: np.ndarray, eps: float = 0.0) -> np.nd
 
 
 def test_cross_entropy_gradient_is_softmax_minus_onehot():
-    """eq. 3.11: d(sum of losses)/dz = softmax(z) - onehot(t): NumPy closed form vs autograd vs FD."""
+    """eq. 3.11: d(sum of losses)/dz = softmax(z) - onehot(t): NumPy closed form vs autograd vs
+    FD."""
     rng = np.random.default_rng(3)
     z, t = rng.normal(size=(4, 6)) * 2, np.array([0, 5, 2, 2])
     closed_form = numpy_softmax(z) - np.eye(6)[t]
@@ -209,7 +218,8 @@ def test_label_smoothing_closed_form():
 
 @pytest.mark.parametrize("num_classes", [2, 65, 1000])
 def test_uniform_logits_give_ln_v(num_classes):
-    """eq. 3.10: a uniform guess costs ln V nats per token, perplexity exp(ln V) = V (smoothing or not)."""
+    """eq. 3.10: a uniform guess costs ln V nats per token, perplexity exp(ln V) = V (smoothing or
+    not)."""
     z = tl.tensor(np.full((3, num_classes), 0.7), dtype=np.float64)
     t = np.array([0, num_classes - 1, num_classes // 2])
     for eps in (0.0, 0.1):
@@ -218,16 +228,18 @@ def test_uniform_logits_give_ln_v(num_classes):
         assert math.exp(loss) == pytest.approx(num_classes, rel=1e-12)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Cross-entropy: fused == composed, ignore_index, reductions
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.15])
 @pytest.mark.parametrize("with_ignored", [False, True])
 @pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4)])
-def test_fused_cross_entropy_equals_composed(shape, with_ignored, label_smoothing, reduction, device):
+def test_fused_cross_entropy_equals_composed(
+    shape, with_ignored, label_smoothing, reduction, device
+):
     rng = np.random.default_rng(5)
     z = rng.normal(size=shape) * 3
     t = rng.integers(0, shape[-1], size=shape[:-1])
@@ -247,8 +259,11 @@ def test_fused_cross_entropy_equals_composed(shape, with_ignored, label_smoothin
     np.testing.assert_allclose(d1, d2, rtol=1e-11, atol=1e-14)
     expected_rows = numpy_cross_entropy(z, np.where(t == IGNORE_INDEX, 0, t), label_smoothing)
     expected_rows = np.where(t == IGNORE_INDEX, 0.0, expected_rows)
-    expected = {"none": expected_rows, "sum": expected_rows.sum(),
-                "mean": expected_rows.sum() / (t != IGNORE_INDEX).sum()}[reduction]
+    expected = {
+        "none": expected_rows,
+        "sum": expected_rows.sum(),
+        "mean": expected_rows.sum() / (t != IGNORE_INDEX).sum(),
+    }[reduction]
     np.testing.assert_allclose(v1, expected, rtol=1e-12, atol=1e-14)
 
 
@@ -258,7 +273,9 @@ def test_cross_entropy_gradcheck(reduction):
     rng = np.random.default_rng(6)
     z = variable(rng.normal(size=(2, 3, 4)))
     t = np.array([[1, IGNORE_INDEX, 3], [0, 0, 2]])
-    assert tl.gradcheck(lambda v: F.cross_entropy(v, t, label_smoothing=0.1, reduction=reduction), z)
+    assert tl.gradcheck(
+        lambda v: F.cross_entropy(v, t, label_smoothing=0.1, reduction=reduction), z
+    )
 
 
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**31 - 1))
@@ -273,22 +290,32 @@ def test_cross_entropy_hypothesis_shapes(rows, num_classes, seed):
     np.testing.assert_allclose(d1, d2, rtol=1e-11, atol=1e-14)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in an ignored row
+@pytest.mark.filterwarnings(
+    "ignore:invalid value encountered:RuntimeWarning"
+)  # inf - inf in an ignored row
 def test_ignored_positions_get_exactly_zero_gradient():
-    """Rows whose target is ignore_index add nothing: zero gradient, even if they hold inf or nan."""
+    """Rows whose target is ignore_index add nothing: zero gradient, even if they hold inf or
+    nan."""
     z = np.random.default_rng(7).normal(size=(4, 5))
     z[1] = np.nan
     z[3, 2] = np.inf
     t = np.array([2, IGNORE_INDEX, 0, IGNORE_INDEX])
     for reduction in ("mean", "sum", "none"):
-        value, grad = grads_of(F.cross_entropy, z, t, reduction=reduction,
-                               cotangent=np.ones(4) if reduction == "none" else None)
+        value, grad = grads_of(
+            F.cross_entropy,
+            z,
+            t,
+            reduction=reduction,
+            cotangent=np.ones(4) if reduction == "none" else None,
+        )
         assert np.isfinite(value).all()
         assert (grad[[1, 3]] == 0).all()
         assert np.isfinite(grad).all()
     # a custom ignore_index that is also a valid class id (e.g. a padding token 0)
     t_pad = np.array([0, 3, 0, 1])
-    value, grad = grads_of(F.cross_entropy, np.nan_to_num(z, posinf=0.0, nan=0.0), t_pad, ignore_index=0)
+    value, grad = grads_of(
+        F.cross_entropy, np.nan_to_num(z, posinf=0.0, nan=0.0), t_pad, ignore_index=0
+    )
     assert (grad[[0, 2]] == 0).all() and (grad[[1, 3]] != 0).all()
 
 
@@ -309,7 +336,8 @@ def test_targets_may_be_integer_tensors_or_lists():
 
 
 def test_logits_are_not_modified_and_single_vectors_work():
-    """The fused op works in place on its own copy only; (V,) logits with a 0-d target give a scalar."""
+    """The fused op works in place on its own copy only; (V,) logits with a 0-d target give a
+    scalar."""
     z = np.random.default_rng(13).normal(size=(3, 4))
     original = z.copy()
     logits = tl.tensor(z, requires_grad=True)
@@ -321,7 +349,8 @@ def test_logits_are_not_modified_and_single_vectors_work():
 
 
 def test_backward_runs_once_per_forward():
-    """The backward pass reuses the saved probabilities in place, so a second pass is refused clearly."""
+    """The backward pass reuses the saved probabilities in place, so a second pass is refused
+    clearly."""
     z = variable(np.ones((2, 3)))
     loss = F.cross_entropy(z, np.array([0, 1]))
     loss.backward(retain_graph=True)
@@ -332,17 +361,29 @@ def test_backward_runs_once_per_forward():
 @pytest.mark.parametrize(
     "targets, message",
     [
-        (np.array([0, 65]), r"target id 65 is out of range for V=65 classes \(valid ids are 0\.\.64, "
-                            r"or ignore_index=-100\)"),
+        (
+            np.array([0, 65]),
+            r"target id 65 is out of range for V=65 classes \(valid ids are 0\.\.64, "
+            r"or ignore_index=-100\)",
+        ),
         (np.array([-1, 3]), r"target id -1 is out of range for V=65"),
         (np.array([0.0, 1.0]), r"targets must be integer class ids, got dtype float64"),
-        (np.array([0, 1, 2]), r"expected targets of shape \(N,\) = \(2,\) for logits \(N, V\) = \(2, 65\), "
-                              r"got \(3,\)"),
+        (
+            np.array([0, 1, 2]),
+            r"expected targets of shape \(N,\) = \(2,\) for logits \(N, V\) = \(2, 65\), "
+            r"got \(3,\)",
+        ),
     ],
 )
 def test_cross_entropy_errors(targets, message):
     z = tl.tensor(np.zeros((2, 65)))
-    error = TypeError if targets.dtype.kind == "f" else IndexError if targets.shape == (2,) else ValueError
+    error = (
+        TypeError
+        if targets.dtype.kind == "f"
+        else IndexError
+        if targets.shape == (2,)
+        else ValueError
+    )
     with pytest.raises(error, match=message):
         F.cross_entropy(z, targets)
     with pytest.raises(error, match=message):
@@ -351,9 +392,13 @@ def test_cross_entropy_errors(targets, message):
 
 def test_cross_entropy_argument_errors():
     z = tl.tensor(np.zeros((2, 3, 5)))
-    with pytest.raises(ValueError, match=r"targets of shape \(B, T\) = \(2, 3\) for logits \(B, T, V\)"):
+    with pytest.raises(
+        ValueError, match=r"targets of shape \(B, T\) = \(2, 3\) for logits \(B, T, V\)"
+    ):
         F.cross_entropy(z, np.zeros((3, 2), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"reduction must be one of \('mean', 'sum', 'none'\), got 'avg'"):
+    with pytest.raises(
+        ValueError, match=r"reduction must be one of \('mean', 'sum', 'none'\), got 'avg'"
+    ):
         F.cross_entropy(z, np.zeros((2, 3), dtype=np.int64), reduction="avg")
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
         F.cross_entropy(z, np.zeros((2, 3), dtype=np.int64), label_smoothing=1.5)
@@ -363,13 +408,14 @@ def test_cross_entropy_argument_errors():
         F.cross_entropy(z, np.zeros((2, 3), dtype=bool))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Language-model losses (eq. 3.14), BERT's MLM and NSP
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_lm_loss_equals_cross_entropy_on_shifted_arrays():
-    """Predict tokens[:, 1:] from logits[:, :-1]: values and gradients (last position's gradient is 0)."""
+    """Predict tokens[:, 1:] from logits[:, :-1]: values and gradients (last position's gradient is
+    0)."""
     rng = np.random.default_rng(9)
     z, tokens = rng.normal(size=(2, 5, 7)), rng.integers(0, 7, size=(2, 5))
     value, grad = grads_of(lambda v: lm_loss(v, tokens), z)
@@ -393,7 +439,8 @@ def test_lm_loss_errors():
 
 
 def test_mlm_loss_equals_cross_entropy_with_ignore_index():
-    """The gather of chosen rows changes nothing: same value and gradient as the full ignore_index loss."""
+    """The gather of chosen rows changes nothing: same value and gradient as the full ignore_index
+    loss."""
     rng = np.random.default_rng(10)
     tokens = rng.integers(3, 11, size=(3, 8))
     _, labels = mask_tokens(tokens, mask_id=2, vocab_size=11, special_ids=(0, 1), p=0.3, rng=rng)
@@ -403,7 +450,9 @@ def test_mlm_loss_equals_cross_entropy_with_ignore_index():
     expected, expected_grad = grads_of(lambda v: F.cross_entropy(v, labels), z)
     assert value == pytest.approx(expected, rel=1e-14)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-16)
-    chosen = labels != IGNORE_INDEX  # the chosen rows alone (N, V), as BERT's masked_positions gives them
+    chosen = (
+        labels != IGNORE_INDEX
+    )  # the chosen rows alone (N, V), as BERT's masked_positions gives them
     rows_value, rows_grad = grads_of(lambda v: mlm_loss(v, labels[chosen]), z[chosen])
     assert rows_value == pytest.approx(value, rel=1e-14)
     np.testing.assert_allclose(rows_grad, grad[chosen], rtol=1e-13, atol=1e-16)
@@ -420,7 +469,9 @@ def test_mlm_accuracy():
     labels = np.array([[2, IGNORE_INDEX, 1, 0]])  # right, not chosen, wrong, right
     assert mlm_accuracy(tl.tensor(z), labels) == pytest.approx(2 / 3)
     assert math.isnan(mlm_accuracy(tl.tensor(z), np.full((1, 4), IGNORE_INDEX)))
-    assert mlm_accuracy(tl.tensor(z[0, [0, 2, 3]]), np.array([2, 1, 0])) == pytest.approx(2 / 3)  # (N, V)
+    assert mlm_accuracy(tl.tensor(z[0, [0, 2, 3]]), np.array([2, 1, 0])) == pytest.approx(
+        2 / 3
+    )  # (N, V)
 
 
 def test_nsp_loss_two_class_cross_entropy():
@@ -436,13 +487,15 @@ def test_nsp_loss_two_class_cross_entropy():
     assert value == pytest.approx(np.log1p(np.exp(-margin)).mean(), rel=1e-13)
     with pytest.raises(ValueError, match=r"nsp_loss expected logits \(B, 2\), got \(3, 3\)"):
         nsp_loss(tl.tensor(np.zeros((3, 3))), labels)
-    with pytest.raises(ValueError, match=r"must be 0 \(IsNext\) or 1 \(NotNext\), got values \[0, 1, 2\]"):
+    with pytest.raises(
+        ValueError, match=r"must be 0 \(IsNext\) or 1 \(NotNext\), got values \[0, 1, 2\]"
+    ):
         nsp_loss(tl.tensor(z), np.array([0, 2, 1]))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Binary cross-entropy with logits (eq. 3.15)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_bce_with_logits_stable_at_plus_minus_1e4(device):
@@ -461,7 +514,9 @@ def test_bce_with_logits_fused_equals_composed_and_closed_form(reduction):
     x, t = rng.normal(size=(3, 4)) * 3, rng.random((3, 4))
     g = rng.normal(size=(3, 4)) if reduction == "none" else None
     v1, d1 = grads_of(F.binary_cross_entropy_with_logits, x, t, reduction=reduction, cotangent=g)
-    v2, d2 = grads_of(F.binary_cross_entropy_with_logits_composed, x, t, reduction=reduction, cotangent=g)
+    v2, d2 = grads_of(
+        F.binary_cross_entropy_with_logits_composed, x, t, reduction=reduction, cotangent=g
+    )
     np.testing.assert_allclose(v1, v2, rtol=1e-12)
     np.testing.assert_allclose(d1, d2, rtol=1e-11, atol=1e-15)
     s = 1 / (1 + np.exp(-x))
@@ -470,19 +525,23 @@ def test_bce_with_logits_fused_equals_composed_and_closed_form(reduction):
     np.testing.assert_allclose(v1, expected, rtol=1e-12)
     weight = {"none": g, "sum": 1.0, "mean": 1 / 12}[reduction]
     np.testing.assert_allclose(d1, (s - t) * weight, rtol=1e-12, atol=1e-15)
-    assert tl.gradcheck(lambda v: F.binary_cross_entropy_with_logits(v, t, reduction=reduction), variable(x))
+    assert tl.gradcheck(
+        lambda v: F.binary_cross_entropy_with_logits(v, t, reduction=reduction), variable(x)
+    )
 
 
 def test_bce_with_logits_errors():
-    with pytest.raises(ValueError, match=r"expected targets of the logits' shape \(3,\), got \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"expected targets of the logits' shape \(3,\), got \(2,\)"
+    ):
         F.binary_cross_entropy_with_logits(tl.tensor(np.zeros(3)), np.zeros(2))
     with pytest.raises(TypeError, match=r"treats targets as constants; pass targets.detach\(\)"):
         F.binary_cross_entropy_with_logits(tl.tensor(np.zeros(3)), variable(np.zeros(3)))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # float32 stays float32
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_float32_in_float32_out_and_float32_gradients():

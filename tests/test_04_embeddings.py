@@ -1,4 +1,5 @@
-"""Chapter 04, embeddings: the lookup, its scatter-add gradient, the one-hot closed form, errors, the layer.
+"""Chapter 04, embeddings: the lookup, its scatter-add gradient, the one-hot closed form, errors,
+the layer.
 
 Under test: ``tinyllm/nn/embedding.py`` (``F.embedding``, ``EmbeddingFunction``, ``nn.Embedding``).
 """
@@ -36,9 +37,9 @@ def add_at_reference(ids: np.ndarray, G: np.ndarray, V: int) -> np.ndarray:
     return dW
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Forward: rows of the table, any ids shape
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 @given(
@@ -59,8 +60,12 @@ def test_lookup_returns_rows(ids_shape, V, C, seed):
 def test_ids_as_list_and_integer_tensor_and_small_int_types():
     W = table(300, 3)
     expected = W.numpy()[[[7, 299], [0, 7]]]
-    for ids in ([[7, 299], [0, 7]], tl.tensor(np.array([[7, 299], [0, 7]])),
-                np.array([[7, 299], [0, 7]], dtype=np.int16), np.array([[7, 299], [0, 7]], dtype=np.uint16)):
+    for ids in (
+        [[7, 299], [0, 7]],
+        tl.tensor(np.array([[7, 299], [0, 7]])),
+        np.array([[7, 299], [0, 7]], dtype=np.int16),
+        np.array([[7, 299], [0, 7]], dtype=np.uint16),
+    ):
         np.testing.assert_array_equal(F.embedding(ids, W).numpy(), expected)
 
 
@@ -70,7 +75,9 @@ def test_small_integer_ids_do_not_overflow_in_the_backward():
     ids = np.array([199, 3, 199], dtype=np.uint8)
     G = np.random.default_rng(1).standard_normal((3, 300))
     F.embedding(ids, W).backward(G)
-    np.testing.assert_allclose(W.grad.numpy(), add_at_reference(ids.astype(np.int64), G, 200), rtol=1e-14)
+    np.testing.assert_allclose(
+        W.grad.numpy(), add_at_reference(ids.astype(np.int64), G, 200), rtol=1e-14
+    )
 
 
 def test_float32_stays_float32():
@@ -82,9 +89,9 @@ def test_float32_stays_float32():
     np.testing.assert_array_equal(W.grad.numpy()[1], 2.0)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Gradients: finite differences and the closed forms (eqs. 4.3-4.5)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_gradcheck_with_repeated_ids():
@@ -100,7 +107,8 @@ def test_gradcheck_random_ids(V, T, C, seed):
 
 
 def test_lookup_is_one_hot_matmul_values_and_gradients():
-    """y = X W and dW = X^T G (eqs. 4.3, 4.4), compared with autograd through the lookup and through X @ W."""
+    """y = X W and dW = X^T G (eqs. 4.3, 4.4), compared with autograd through the lookup and through
+    X @ W."""
     rng = np.random.default_rng(3)
     V, C = 7, 5
     ids = np.array([[2, 6, 2], [0, 2, 6]])  # (B, T)
@@ -118,7 +126,8 @@ def test_lookup_is_one_hot_matmul_values_and_gradients():
     (tl.tensor(X) @ W_matmul).backward(G.reshape(-1, C))  # the composed route: a real matmul
     np.testing.assert_allclose(W.grad.numpy(), W_matmul.grad.numpy(), rtol=1e-13, atol=1e-15)
 
-    # Row 2 (used three times) gets the sum of its three gradient rows; row 1 (never used) gets zero.
+    # Row 2 (used three times) gets the sum of its three gradient rows; row 1 (never used) gets
+    # zero.
     np.testing.assert_allclose(W.grad.numpy()[2], G[0, 0] + G[0, 2] + G[1, 1], rtol=1e-13)
     np.testing.assert_array_equal(W.grad.numpy()[1], 0.0)
 
@@ -170,16 +179,17 @@ def test_fast_backward_equals_add_at_random_shapes(V, N, C, seed):
 
 
 def test_shared_table_used_twice_accumulates():
-    """Two lookups into one table (e.g. tied input/output use): the engine adds both scatter-adds."""
+    """Two lookups into one table (e.g. tied input/output use): the engine adds both
+    scatter-adds."""
     W = table(4, 2)
     a, b = F.embedding([0, 1], W), F.embedding([1, 1], W)
     (a * 2.0 + b).sum().backward()
     np.testing.assert_array_equal(W.grad.numpy(), [[2, 2], [4, 4], [0, 0], [0, 0]])
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Errors
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_id_too_large_names_id_position_and_V():
@@ -196,7 +206,9 @@ def test_negative_id_names_id_and_position():
 
 def test_float_and_bool_ids_are_rejected():
     W = table(10, 4)
-    with pytest.raises(TypeError, match=r"token ids must be integers, got dtype float64.*astype\(np.int64\)"):
+    with pytest.raises(
+        TypeError, match=r"token ids must be integers, got dtype float64.*astype\(np.int64\)"
+    ):
         F.embedding(np.array([1.0, 2.0]), W)
     with pytest.raises(TypeError, match="got dtype float32"):
         F.embedding(tl.tensor([[1.0, 2.0]]), W)
@@ -205,9 +217,13 @@ def test_float_and_bool_ids_are_rejected():
 
 
 def test_weight_must_be_a_2d_tensor():
-    with pytest.raises(ValueError, match=r"weight expected a Tensor of shape \(V, C\), got \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"weight expected a Tensor of shape \(V, C\), got \(2, 3, 4\)"
+    ):
         F.embedding([0], tl.zeros(2, 3, 4))
-    with pytest.raises(TypeError, match=r"shape \(V, C\), got ndarray; wrap an array with tl.tensor"):
+    with pytest.raises(
+        TypeError, match=r"shape \(V, C\), got ndarray; wrap an array with tl.tensor"
+    ):
         F.embedding([0], np.zeros((3, 4)))
 
 
@@ -216,9 +232,9 @@ def test_layer_rejects_bad_sizes():
         nn.Embedding(0, 8)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The layer
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_layer_shapes_parameters_and_repr():
@@ -234,7 +250,9 @@ def test_layer_shapes_parameters_and_repr():
 
 def test_layer_init_is_standard_normal_and_seeded():
     weight = nn.Embedding(500, 200, rng=np.random.default_rng(1)).weight.numpy()
-    assert abs(weight.mean()) < 0.01 and abs(weight.std() - 1.0) < 0.01  # 100 000 draws: sd of mean 0.003
+    assert (
+        abs(weight.mean()) < 0.01 and abs(weight.std() - 1.0) < 0.01
+    )  # 100 000 draws: sd of mean 0.003
     again = nn.Embedding(500, 200, rng=np.random.default_rng(1)).weight.numpy()
     np.testing.assert_array_equal(weight, again)
 
@@ -248,9 +266,9 @@ def test_layer_float64_gradcheck():
     np.testing.assert_array_equal(layer.weight.grad.numpy()[:, 0], [2, 0, 1, 0, 0, 3])
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Devices
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_embedding_on_device(device):
@@ -264,7 +282,8 @@ def test_embedding_on_device(device):
     assert y.device == device
     y.backward(tl.tensor(G, device=device))
     np.testing.assert_allclose(y.numpy(), W.numpy()[ids], rtol=0, atol=0)
-    np.testing.assert_allclose(W.grad.numpy(), add_at_reference(ids, G.astype(np.float64), V), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        W.grad.numpy(), add_at_reference(ids, G.astype(np.float64), V), rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(IndexError, match=r"token id 13 at position \(0, 0\)"):
         F.embedding(tl.tensor(np.array([[13]]), device=device), W)

@@ -1,9 +1,10 @@
-"""Chapter 05, positional encoding: sinusoidal, learned and rotary positions and the chapter's identities.
+"""Chapter 05, positional encoding: sinusoidal, learned and rotary positions and the chapter's
+identities.
 
-Under test: ``tinyllm/nn/positional.py``. The closed forms: the table of eq. 5.2, the rotation PE(pos + k) =
-M_k PE(pos) (eq. 5.4), dot products that depend only on the offset (eq. 5.5), RoPE's relative-position
-property (eq. 5.9) and its inverse-rotation backward (eq. 5.10), and the permutation equivariance of bare
-attention (eq. 5.1).
+Under test: ``tinyllm/nn/positional.py``. The closed forms: the table of eq. 5.2, the rotation
+PE(pos + k) = M_k PE(pos) (eq. 5.4), dot products that depend only on the offset (eq. 5.5), RoPE's
+relative-position property (eq. 5.9) and its inverse-rotation backward (eq. 5.10), and the
+permutation equivariance of bare attention (eq. 5.1).
 """
 
 import numpy as np
@@ -24,12 +25,14 @@ def variable(values, device="cpu") -> tl.Tensor:
 
 
 def rotation_block(angle: float) -> np.ndarray:
-    """[[cos a, sin a], [-sin a, cos a]]: maps (sin p, cos p) to (sin(p + a), cos(p + a))   (eq. 5.4)."""
+    """[[cos a, sin a], [-sin a, cos a]]: maps (sin p, cos p) to (sin(p + a), cos(p + a))   (eq.
+    5.4)."""
     return np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
 
 
 def rope_by_formula(x: np.ndarray, positions: np.ndarray, base: float = 10000.0) -> np.ndarray:
-    """RoPE written pair by pair with 2 x 2 rotation matrices, halves pairing (i, i + D/2)   (eq. 5.7)."""
+    """RoPE written pair by pair with 2 x 2 rotation matrices, halves pairing (i, i + D/2)   (eq.
+    5.7)."""
     D = x.shape[-1]
     half = D // 2
     out = np.empty_like(x)
@@ -43,9 +46,9 @@ def rope_by_formula(x: np.ndarray, positions: np.ndarray, base: float = 10000.0)
     return out
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Why positions: bare attention is permutation equivariant (eq. 5.1)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def bare_attention(x: tl.Tensor) -> tl.Tensor:
@@ -68,9 +71,9 @@ def test_attention_without_positions_is_permutation_equivariant_and_with_them_is
     assert np.abs(with_positions_permuted - with_positions[:, perm]).max() > 0.1
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Sinusoidal encoding (eqs. 5.2-5.5)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_sinusoidal_table_matches_the_formula_entry_by_entry():
@@ -86,7 +89,8 @@ def test_sinusoidal_table_matches_the_formula_entry_by_entry():
 
 
 def test_wavelengths_go_from_2pi_to_nearly_2pi_times_10000():
-    """Column pair i repeats with period 2 pi / w_i (eq. 5.3): check the fastest pair's period numerically."""
+    """Column pair i repeats with period 2 pi / w_i (eq. 5.3): check the fastest pair's period
+    numerically."""
     d = 64
     table = sinusoidal_table(200, d)
     w = 10000.0 ** (-np.arange(0, d, 2) / d)
@@ -99,13 +103,14 @@ def test_wavelengths_go_from_2pi_to_nearly_2pi_times_10000():
 
 @pytest.mark.parametrize("k", [1, 3, 17, 100])
 def test_shift_by_k_is_a_rotation_independent_of_pos(k):
-    """PE(pos + k) = M_k PE(pos) with M_k block diagonal, built from the angle-addition formulas (eq. 5.4)."""
+    """PE(pos + k) = M_k PE(pos) with M_k block diagonal, built from the angle-addition formulas
+    (eq. 5.4)."""
     d = 16
     table = sinusoidal_table(400, d)
     w = 10000.0 ** (-np.arange(0, d, 2) / d)
     M = np.zeros((d, d))
     for i, frequency in enumerate(w):
-        M[2 * i:2 * i + 2, 2 * i:2 * i + 2] = rotation_block(k * frequency)
+        M[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = rotation_block(k * frequency)
     for pos in [0, 1, 5, 42, 250]:
         np.testing.assert_allclose(table[pos + k], M @ table[pos], rtol=0, atol=1e-12)
     np.testing.assert_allclose(M @ M.T, np.eye(d), atol=1e-12)  # a rotation: orthogonal
@@ -118,7 +123,7 @@ def test_dot_product_depends_only_on_the_offset():
     w = 10000.0 ** (-np.arange(0, d, 2) / d)
     for k in [0, 1, 7, 60]:
         expected = np.cos(k * w).sum()
-        dots = np.einsum("pc,pc->p", table[:200], table[k:200 + k])
+        dots = np.einsum("pc,pc->p", table[:200], table[k : 200 + k])
         np.testing.assert_allclose(dots, expected, rtol=0, atol=1e-11)
     assert np.allclose(np.einsum("pc,pc->p", table, table), d / 2)  # every row has norm sqrt(d/2)
 
@@ -151,27 +156,32 @@ def test_sinusoidal_errors():
     with pytest.raises(ValueError, match="even width d_model.*got 7"):
         nn.SinusoidalPositionalEncoding(10, 7)
     pe = nn.SinusoidalPositionalEncoding(10, 8)
-    with pytest.raises(ValueError,
-                       match=r"T=11 tokens at offset 0 need positions up to 10.*context_length=10"):
+    with pytest.raises(
+        ValueError, match=r"T=11 tokens at offset 0 need positions up to 10.*context_length=10"
+    ):
         pe(tl.zeros(2, 11, 8))
-    with pytest.raises(ValueError,
-                       match=r"T=4 tokens at offset 8 need positions up to 11.*context_length >= 12"):
+    with pytest.raises(
+        ValueError, match=r"T=4 tokens at offset 8 need positions up to 11.*context_length >= 12"
+    ):
         pe(tl.zeros(2, 4, 8), offset=8)
-    with pytest.raises(ValueError,
-                       match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"expected inputs \(B, T, 8\) with the last axis 8, got \(2, 4, 6\)"
+    ):
         pe(tl.zeros(2, 4, 6))
     with pytest.raises(ValueError, match="offset must be a non-negative integer"):
         pe(tl.zeros(2, 4, 8), offset=-1)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Learned positions (eq. 5.6)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_learned_positions_values_offset_and_gradients():
     layer = nn.LearnedPositionalEmbedding(12, 4, rng=np.random.default_rng(0), dtype=np.float64)
-    assert [name for name, _ in layer.named_parameters()] == ["weight"] and layer.num_parameters() == 48
+    assert [name for name, _ in layer.named_parameters()] == [
+        "weight"
+    ] and layer.num_parameters() == 48
     x = variable(np.random.default_rng(1).standard_normal((3, 5, 4)))
     y = layer(x, offset=6)
     np.testing.assert_array_equal(y.numpy(), x.numpy() + layer.weight.numpy()[6:11])
@@ -190,19 +200,22 @@ def test_learned_positions_gradcheck_weight_and_input():
 
 
 def test_learned_positions_offset_matches_slicing_the_full_sequence():
-    """Generation with a cache: positions [offset, offset + T) of a long sequence, fed piece by piece."""
+    """Generation with a cache: positions [offset, offset + T) of a long sequence, fed piece by
+    piece."""
     layer = nn.LearnedPositionalEmbedding(16, 6, rng=np.random.default_rng(5))
     x = tl.tensor(np.random.default_rng(6).standard_normal((2, 10, 6)).astype(np.float32))
     full = layer(x).numpy()
     for offset, T in [(0, 3), (3, 1), (4, 6)]:
-        piece = layer(x[:, offset:offset + T], offset=offset).numpy()
-        np.testing.assert_array_equal(piece, full[:, offset:offset + T])
+        piece = layer(x[:, offset : offset + T], offset=offset).numpy()
+        np.testing.assert_array_equal(piece, full[:, offset : offset + T])
 
 
 def test_learned_positions_errors_and_repr():
     layer = nn.LearnedPositionalEmbedding(8, 4)
     assert repr(layer) == "LearnedPositionalEmbedding(context_length=8, d_model=4)"
-    with pytest.raises(ValueError, match=r"T=3 tokens at offset 6 need positions up to 8.*context_length=8"):
+    with pytest.raises(
+        ValueError, match=r"T=3 tokens at offset 6 need positions up to 8.*context_length=8"
+    ):
         layer(tl.zeros(1, 3, 4), offset=6)
     with pytest.raises(ValueError, match=r"expected inputs \(B, T, 4\).*got \(1, 3, 5\)"):
         layer(tl.zeros(1, 3, 5))
@@ -210,17 +223,20 @@ def test_learned_positions_errors_and_repr():
         nn.LearnedPositionalEmbedding(0, 4)
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Rotary embeddings, RoPE (eqs. 5.7-5.10)
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_rope_matches_the_pairwise_rotation_formula():
     rope = nn.RotaryEmbedding(8, context_length=64)
     x = np.random.default_rng(0).standard_normal((2, 3, 10, 8))
-    np.testing.assert_allclose(rope(tl.tensor(x)).numpy(), rope_by_formula(x, np.arange(10)), atol=1e-13)
-    np.testing.assert_allclose(rope(tl.tensor(x), offset=7).numpy(), rope_by_formula(x, np.arange(7, 17)),
-                               atol=1e-13)
+    np.testing.assert_allclose(
+        rope(tl.tensor(x)).numpy(), rope_by_formula(x, np.arange(10)), atol=1e-13
+    )
+    np.testing.assert_allclose(
+        rope(tl.tensor(x), offset=7).numpy(), rope_by_formula(x, np.arange(7, 17)), atol=1e-13
+    )
 
 
 def test_rope_with_d2_is_complex_multiplication():
@@ -240,20 +256,28 @@ def test_rope_preserves_norms():
 
 
 def test_rope_dot_product_depends_only_on_relative_position():
-    """<R_m q, R_n k> = <q, R_(n-m) k>: same value for every (m, n) with the same n - m (eq. 5.9)."""
+    """<R_m q, R_n k> = <q, R_(n-m) k>: same value for every (m, n) with the same n - m (eq.
+    5.9)."""
     rng = np.random.default_rng(3)
     D, L = 16, 60
     rope = nn.RotaryEmbedding(D, context_length=L)
     q, k = rng.standard_normal(D), rng.standard_normal(D)
-    rotated_q = rope(tl.tensor(np.broadcast_to(q, (1, 1, L, D)).copy())).numpy()[0, 0]  # (L, D) row m = R_m q
-    rotated_k = rope(tl.tensor(np.broadcast_to(k, (1, 1, L, D)).copy())).numpy()[0, 0]  # row n = R_n k
+    rotated_q = rope(tl.tensor(np.broadcast_to(q, (1, 1, L, D)).copy())).numpy()[
+        0, 0
+    ]  # (L, D) row m = R_m q
+    rotated_k = rope(tl.tensor(np.broadcast_to(k, (1, 1, L, D)).copy())).numpy()[
+        0, 0
+    ]  # row n = R_n k
     scores = rotated_q @ rotated_k.T  # (L, L)  scores[m, n] = <R_m q, R_n k>
     for delta in [-20, -3, 0, 1, 9, 40]:
         diagonal = np.diagonal(scores, offset=delta)  # all (m, n) with n - m = delta
         np.testing.assert_allclose(diagonal, diagonal[0], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(diagonal[0], q @ rotated_k[delta] if delta >= 0 else rotated_q[-delta] @ k,
-                                   atol=1e-12)
-    assert np.std([np.diagonal(scores, offset=d)[0] for d in range(10)]) > 0.1  # and it does vary with n - m
+        np.testing.assert_allclose(
+            diagonal[0], q @ rotated_k[delta] if delta >= 0 else rotated_q[-delta] @ k, atol=1e-12
+        )
+    assert (
+        np.std([np.diagonal(scores, offset=d)[0] for d in range(10)]) > 0.1
+    )  # and it does vary with n - m
 
 
 def test_rope_offset_equals_slicing_the_full_rotation():
@@ -261,21 +285,26 @@ def test_rope_offset_equals_slicing_the_full_rotation():
     x = np.random.default_rng(4).standard_normal((2, 2, 20, 8)).astype(np.float32)
     full = rope(tl.tensor(x)).numpy()
     for offset, T in [(0, 5), (5, 1), (6, 14), (19, 1)]:
-        piece = rope(tl.tensor(x[:, :, offset:offset + T]), offset=offset).numpy()
-        np.testing.assert_allclose(piece, full[:, :, offset:offset + T], rtol=0, atol=1e-6)
+        piece = rope(tl.tensor(x[:, :, offset : offset + T]), offset=offset).numpy()
+        np.testing.assert_allclose(piece, full[:, :, offset : offset + T], rtol=0, atol=1e-6)
 
 
 def test_rope_backward_is_the_inverse_rotation():
-    """dL/dx = R_(-theta) g (eq. 5.10): rotating the backward's result forward again gives g back."""
+    """dL/dx = R_(-theta) g (eq. 5.10): rotating the backward's result forward again gives g
+    back."""
     rng = np.random.default_rng(5)
     angles = rotary_angles(12, 6)[3:12]  # (T, D/2) positions 3..11
     cos, sin = np.cos(angles), np.sin(angles)
     g = rng.standard_normal((2, 3, 9, 6))
     op = Rotary(cos, sin)
     back = op.backward(g)
-    np.testing.assert_allclose(back, rope_by_formula(g, -np.arange(3, 12)), atol=1e-13)  # rotation by -theta
+    np.testing.assert_allclose(
+        back, rope_by_formula(g, -np.arange(3, 12)), atol=1e-13
+    )  # rotation by -theta
     np.testing.assert_allclose(Rotary(cos, sin).forward(back), g, atol=1e-13)
-    np.testing.assert_allclose(Rotary(cos, sin).backward(Rotary(cos, sin).forward(g)), g, atol=1e-13)
+    np.testing.assert_allclose(
+        Rotary(cos, sin).backward(Rotary(cos, sin).forward(g)), g, atol=1e-13
+    )
 
 
 def test_rope_gradcheck_in_x():
@@ -285,8 +314,12 @@ def test_rope_gradcheck_in_x():
 
 
 @given(
-    B=st.integers(1, 2), H=st.integers(1, 3), T=st.integers(1, 6), half=st.integers(1, 4),
-    offset=st.integers(0, 5), seed=st.integers(0, 10_000),
+    B=st.integers(1, 2),
+    H=st.integers(1, 3),
+    T=st.integers(1, 6),
+    half=st.integers(1, 4),
+    offset=st.integers(0, 5),
+    seed=st.integers(0, 10_000),
 )
 def test_rope_random_shapes_formula_and_gradcheck(B, H, T, half, offset, seed):
     D = 2 * half
@@ -299,10 +332,14 @@ def test_rope_random_shapes_formula_and_gradcheck(B, H, T, half, offset, seed):
 
 def test_apply_rotary_functional_and_dtype():
     angles = rotary_angles(7, 4)  # (T, D/2)
-    x32 = np.random.default_rng(7).standard_normal((3, 7, 4)).astype(np.float32)  # (B, T, D): no head axis
+    x32 = (
+        np.random.default_rng(7).standard_normal((3, 7, 4)).astype(np.float32)
+    )  # (B, T, D): no head axis
     y = F.apply_rotary(tl.tensor(x32), np.cos(angles), np.sin(angles))
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y.numpy(), rope_by_formula(x32.astype(np.float64), np.arange(7)), atol=1e-6)
+    np.testing.assert_allclose(
+        y.numpy(), rope_by_formula(x32.astype(np.float64), np.arange(7)), atol=1e-6
+    )
 
 
 def test_rope_has_no_parameters_and_its_repr():
@@ -316,20 +353,25 @@ def test_rope_errors():
     with pytest.raises(ValueError, match="head_dim must be even, got 5"):
         nn.RotaryEmbedding(5)
     rope = nn.RotaryEmbedding(8, context_length=10)
-    with pytest.raises(ValueError, match=r"inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"):
+    with pytest.raises(
+        ValueError, match=r"inputs \(B, H, T, 8\) with the last axis 8, got \(1, 2, 3, 6\)"
+    ):
         rope(tl.zeros(1, 2, 3, 6))
-    with pytest.raises(ValueError,
-                       match=r"T=4 tokens at offset 7 need positions up to 10.*context_length=10"):
+    with pytest.raises(
+        ValueError, match=r"T=4 tokens at offset 7 need positions up to 10.*context_length=10"
+    ):
         rope(tl.zeros(1, 2, 4, 8), offset=7)
-    with pytest.raises(ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3"):
+    with pytest.raises(
+        ValueError, match=r"cos and sin of the same shape \(T, D/2\) = \(T, 4\), got \(3, 3"
+    ):
         F.apply_rotary(tl.zeros(1, 3, 8), np.ones((3, 3)), np.ones((3, 3)))
     with pytest.raises(ValueError, match=r"x of shape \(..., T, D\) with D even, got \(3, 5\)"):
         F.apply_rotary(tl.zeros(3, 5), np.ones((3, 2)), np.ones((3, 2)))
 
 
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Devices
-# --------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def test_positional_modules_on_device(device):

@@ -19,13 +19,21 @@ def _x(shape, seed=0):
     return tl.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
 
 
-# --- Linear --------------------------------------------------------------------------------------------
+# --- Linear
+# --------------------------------------------------------------------------------------------
 
 
-@given(leading=st.lists(st.integers(1, 3), min_size=0, max_size=2), width_in=st.integers(1, 4),
-       width_out=st.integers(1, 4), bias=st.booleans(), seed=st.integers(0, 100))
+@given(
+    leading=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    width_in=st.integers(1, 4),
+    width_out=st.integers(1, 4),
+    bias=st.booleans(),
+    seed=st.integers(0, 100),
+)
 def test_linear_gradcheck_over_leading_shapes(leading, width_in, width_out, bias, seed):
-    layer = Linear(width_in, width_out, bias=bias, rng=np.random.default_rng(seed), dtype=np.float64)
+    layer = Linear(
+        width_in, width_out, bias=bias, rng=np.random.default_rng(seed), dtype=np.float64
+    )
     x = _x((*leading, width_in), seed)
     params = [layer.weight] + ([layer.bias] if bias else [])
     assert tl.gradcheck(lambda x, *p: layer(x), x, *params)
@@ -46,7 +54,9 @@ def test_linear_closed_form_gradients():
     x = _x((2, 5, 3), 3)
     g = rng.standard_normal((2, 5, 4))
     layer(x).backward(g)
-    np.testing.assert_allclose(layer.weight.grad.numpy(), np.einsum("btc,btd->cd", x.numpy(), g), rtol=1e-12)
+    np.testing.assert_allclose(
+        layer.weight.grad.numpy(), np.einsum("btc,btd->cd", x.numpy(), g), rtol=1e-12
+    )
     np.testing.assert_allclose(layer.bias.grad.numpy(), g.sum(axis=(0, 1)), rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), g @ layer.weight.numpy().T, rtol=1e-12)
 
@@ -65,7 +75,8 @@ def test_linear_wrong_width_is_a_clear_error():
         layer(tl.randn(3, 5))
 
 
-# --- Dropout ------------------------------------------------------------------------------------------
+# --- Dropout
+# ------------------------------------------------------------------------------------------
 
 
 def test_dropout_gradcheck_with_a_fixed_mask():
@@ -122,8 +133,10 @@ def test_dropout_without_rng_follows_manual_seed():
 def test_attention_dropout_follows_manual_seed():
     x = tl.tensor(np.random.default_rng(2).standard_normal((2, 5, 8)))
     q = tl.tensor(np.random.default_rng(3).standard_normal((2, 2, 5, 4)))
-    for make in (lambda: MultiHeadAttention(8, 2, dropout=0.5, dtype=np.float64)(x),
-                 lambda: F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)):
+    for make in (
+        lambda: MultiHeadAttention(8, 2, dropout=0.5, dtype=np.float64)(x),
+        lambda: F.scaled_dot_product_attention(q, q, q, dropout_p=0.5),
+    ):
         first, again, other = (_under_seed(s, make) for s in (0, 0, 1))
         np.testing.assert_array_equal(first, again)
         assert np.abs(first - other).max() > 1e-3
@@ -157,7 +170,8 @@ def test_dropout_probability_out_of_range(p):
         Dropout(p)
 
 
-# --- Module protocol and devices ----------------------------------------------------------------------
+# --- Module protocol and devices
+# ----------------------------------------------------------------------
 
 
 def test_module_without_forward_says_so():
@@ -180,6 +194,9 @@ def test_mixing_devices_is_a_clear_error():
     on_cpu = tl.tensor([1.0, 2.0])
     on_gpu = tl.Tensor(np.array([1.0, 2.0], dtype=np.float32).view(_FakeGPUArray))
     assert on_cpu.device == "cpu" and on_gpu.device == "cuda"
-    with pytest.raises(tl.DeviceError, match=r"Add got tensors on 'cpu' and 'cuda'; move one with "
-                                             r"\.to\('cpu'\) first"):
+    with pytest.raises(
+        tl.DeviceError,
+        match=r"Add got tensors on 'cpu' and 'cuda'; move one with "
+        r"\.to\('cpu'\) first",
+    ):
         apply(Add(), on_cpu, on_gpu)

@@ -1,9 +1,9 @@
 """Chapter 08: LayerNorm, GELU, the feed-forward network and the Transformer block.
 
-Three layers of evidence: float64 gradient checks (random cotangents) of every op and layer; hypothesis
-shapes for the fused ops; and the chapter's closed forms (the LayerNorm Jacobian and backward, eq. 8.6-8.7;
-GELU's derivative, eq. 8.11; the block equations 8.14-8.15; the parameter count, eq. 8.16) computed directly
-in NumPy and compared with autograd and with finite differences.
+Three layers of evidence: float64 gradient checks (random cotangents) of every op and layer;
+hypothesis shapes for the fused ops; and the chapter's closed forms (the LayerNorm Jacobian and
+backward, eq. 8.6-8.7; GELU's derivative, eq. 8.11; the block equations 8.14-8.15; the parameter
+count, eq. 8.16) computed directly in NumPy and compared with autograd and with finite differences.
 """
 
 import math
@@ -41,19 +41,22 @@ def numeric_gradient(f, x: np.ndarray, v: np.ndarray, eps: float = 1e-6) -> np.n
 
 
 def numpy_layer_norm(x: np.ndarray, gamma=None, beta=None, eps: float = EPS) -> np.ndarray:
-    """The definition (eq. 8.1-8.4) as a NumPy one-liner: biased variance, eps inside the square root."""
+    """The definition (eq. 8.1-8.4) as a NumPy one-liner: biased variance, eps inside the square
+    root."""
     y = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
     return y * (1 if gamma is None else gamma) + (0 if beta is None else beta)
 
 
 def numpy_gelu(x: np.ndarray) -> np.ndarray:
     """x Phi(x) with the erf of Python's math module (exact to double precision)."""
-    return np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.ravel()]).reshape(x.shape)
+    return np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.ravel()]).reshape(
+        x.shape
+    )
 
 
-# ========================================================================================================
+# ==================================================================================================
 # LayerNorm
-# ========================================================================================================
+# ==================================================================================================
 
 AFFINE = [(True, True), (True, False), (False, True), (False, False)]
 
@@ -81,9 +84,15 @@ def test_layer_norm_gradcheck_hypothesis_shapes(leading, width, affine, seed):
     bias = variable(rng.standard_normal(width)) if affine[1] else None
     params = [p for p in (weight, bias) if p is not None]
     assert tl.gradcheck(lambda x, *_: F.layer_norm(x, weight, bias), x, *params, seed=seed)
-    np.testing.assert_allclose(F.layer_norm(x, weight, bias).numpy(),
-                               numpy_layer_norm(x.numpy(), None if weight is None else weight.numpy(),
-                                                None if bias is None else bias.numpy()), atol=1e-12)
+    np.testing.assert_allclose(
+        F.layer_norm(x, weight, bias).numpy(),
+        numpy_layer_norm(
+            x.numpy(),
+            None if weight is None else weight.numpy(),
+            None if bias is None else bias.numpy(),
+        ),
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("with_weight, with_bias", AFFINE)
@@ -97,8 +106,9 @@ def test_layer_norm_fused_equals_composed(with_weight, with_bias, device):
         bias = variable(np.linspace(0.3, -0.7, 6), device=device) if with_bias else None
         y = fn(x, weight, bias)
         y.backward(tl.tensor(g, device=device))
-        results.append([y.numpy(), x.grad.numpy()]
-                       + [p.grad.numpy() for p in (weight, bias) if p is not None])
+        results.append(
+            [y.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in (weight, bias) if p is not None]
+        )
     fused, composed = results
     for a, b in zip(fused, composed):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -115,7 +125,9 @@ def test_layer_norm_backward_closed_form_vs_autograd_vs_finite_differences():
     sigma_hat = np.sqrt(x.var(-1, keepdims=True) + EPS)
     x_hat = (x - x.mean(-1, keepdims=True)) / sigma_hat
     g_hat = g * gamma
-    dx = (g_hat - g_hat.mean(-1, keepdims=True) - x_hat * (g_hat * x_hat).mean(-1, keepdims=True)) / sigma_hat
+    dx = (
+        g_hat - g_hat.mean(-1, keepdims=True) - x_hat * (g_hat * x_hat).mean(-1, keepdims=True)
+    ) / sigma_hat
     dgamma, dbeta = (g * x_hat).sum(0), g.sum(0)
 
     tx, tgamma, tbeta = variable(x), variable(gamma), variable(beta)
@@ -131,18 +143,22 @@ def test_layer_norm_backward_closed_form_vs_autograd_vs_finite_differences():
 
 
 def test_layer_norm_jacobian_closed_form():
-    """d x_hat_j / d x_i = (1/sigma_hat)(delta_ij - 1/C - x_hat_i x_hat_j / C) (eq. 8.6), row by row."""
+    """d x_hat_j / d x_i = (1/sigma_hat)(delta_ij - 1/C - x_hat_i x_hat_j / C) (eq. 8.6), row by
+    row."""
     rng = np.random.default_rng(4)
     width = 5
     x = rng.standard_normal(width) * 0.8 - 0.3
     sigma_hat = np.sqrt(x.var() + EPS)
     x_hat = (x - x.mean()) / sigma_hat
-    jacobian = (np.eye(width) - 1 / width - np.outer(x_hat, x_hat) / width) / sigma_hat  # [i, j], symmetric
+    jacobian = (
+        np.eye(width) - 1 / width - np.outer(x_hat, x_hat) / width
+    ) / sigma_hat  # [i, j], symmetric
     for j in range(width):
         tx = variable(x)
         F.layer_norm(tx).backward(np.eye(width)[j])  # the gradient of x_hat_j
         np.testing.assert_allclose(tx.grad.numpy(), jacobian[:, j], rtol=1e-12, atol=1e-13)
-    # The Jacobian kills the directions LayerNorm ignores: a shift of all entries (and, up to eps, a scaling).
+    # The Jacobian kills the directions LayerNorm ignores: a shift of all entries (and, up to eps, a
+    # scaling).
     np.testing.assert_allclose(jacobian @ np.ones(width), 0, atol=1e-13)
     assert np.abs(jacobian @ x_hat).max() < 1e-4 * np.abs(x_hat).max()
 
@@ -153,16 +169,21 @@ def test_layer_norm_rows_have_mean_zero_and_unit_variance():
     y = nn.LayerNorm(256)(x).numpy()
     assert y.dtype == np.float32
     np.testing.assert_allclose(y.mean(-1), 0, atol=1e-6)
-    np.testing.assert_allclose(y.var(-1), 1, atol=1e-4)  # exactly sigma^2 / (sigma^2 + eps) ~ 1 - 4e-7
+    np.testing.assert_allclose(
+        y.var(-1), 1, atol=1e-4
+    )  # exactly sigma^2 / (sigma^2 + eps) ~ 1 - 4e-7
 
 
 def test_layer_norm_matches_the_definition_with_biased_variance_and_eps():
-    """On small-variance rows the choices show: eps = 1e-5 inside the root, the variance divided by C."""
+    """On small-variance rows the choices show: eps = 1e-5 inside the root, the variance divided by
+    C."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 8)) * 3e-3  # sigma^2 ~ 1e-5, comparable to eps
     gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
     y = F.layer_norm(tl.tensor(x), tl.tensor(gamma), tl.tensor(beta)).numpy()
-    expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * gamma + beta
+    expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(
+        x.var(-1, keepdims=True) + 1e-5
+    ) * gamma + beta
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     centered = x - x.mean(-1, keepdims=True)
     unbiased = centered / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5) * gamma + beta
@@ -180,7 +201,9 @@ def test_layer_norm_float32_stays_float32_and_saves_only_x_hat_and_rstd():
     saved = {name: value for name, value in vars(y._fn).items() if hasattr(value, "shape")}
     assert set(saved) == {"x_hat", "rstd", "weight"} and saved["weight"] is layer.weight.data
     assert saved["x_hat"].shape == (2, 3, 16) and saved["rstd"].shape == (2, 3, 1)
-    np.testing.assert_allclose(saved["x_hat"], numpy_layer_norm(x.numpy().astype(np.float64)), atol=1e-5)
+    np.testing.assert_allclose(
+        saved["x_hat"], numpy_layer_norm(x.numpy().astype(np.float64)), atol=1e-5
+    )
     y.backward(rng.standard_normal((2, 3, 16)).astype(np.float32))
     assert y.dtype == x.grad.dtype == layer.weight.grad.dtype == layer.bias.grad.dtype == np.float32
     np.testing.assert_allclose(y.numpy(), numpy_layer_norm(x.numpy().astype(np.float64)), atol=1e-5)
@@ -192,7 +215,11 @@ def test_layer_norm_module():
     np.testing.assert_array_equal(layer.bias.numpy(), np.zeros(6, np.float32))
     assert layer.num_parameters() == 12 and layer.weight.dtype == np.float32
     no_bias = nn.LayerNorm(6, bias=False, dtype=np.float64)
-    assert no_bias.bias is None and no_bias.num_parameters() == 6 and no_bias.weight.dtype == np.float64
+    assert (
+        no_bias.bias is None
+        and no_bias.num_parameters() == 6
+        and no_bias.weight.dtype == np.float64
+    )
     assert list(no_bias.state_dict()) == ["weight"]
     assert repr(layer) == "LayerNorm(d_model=6, eps=1e-06, bias=True)"
     x = tl.tensor(np.random.default_rng(8).standard_normal((3, 6)))
@@ -209,16 +236,19 @@ def test_layer_norm_errors():
         F.layer_norm(tl.tensor(np.arange(6).reshape(2, 3)))
     with pytest.raises(ValueError, match="at least one axis, got a scalar"):
         F.layer_norm(tl.tensor(1.0))
-    with pytest.raises(ValueError, match=r"LayerNorm\(d_model=4\) expected inputs \(\.\.\., C\) with C = 4, "
-                                         r"got \(2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"LayerNorm\(d_model=4\) expected inputs \(\.\.\., C\) with C = 4, "
+        r"got \(2, 5\)",
+    ):
         nn.LayerNorm(4)(x)
     with pytest.raises(ValueError, match="positive width C, got 0"):
         nn.LayerNorm(0)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # GELU and ReLU
-# ========================================================================================================
+# ==================================================================================================
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -227,8 +257,12 @@ def test_gelu_gradcheck(approximate):
     assert tl.gradcheck(lambda x: F.gelu(x, approximate), x)
 
 
-@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
-       approximate=st.sampled_from(["none", "tanh"]), scale=st.floats(0.1, 6.0), seed=st.integers(0, 2**16))
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    approximate=st.sampled_from(["none", "tanh"]),
+    scale=st.floats(0.1, 6.0),
+    seed=st.integers(0, 2**16),
+)
 def test_gelu_gradcheck_hypothesis_shapes(shape, approximate, scale, seed):
     x = variable(np.random.default_rng(seed).standard_normal(shape) * scale)
     assert tl.gradcheck(lambda x: F.gelu(x, approximate), x, seed=seed)
@@ -249,21 +283,27 @@ def test_gelu_fused_equals_composed(approximate, device):
 
 
 def test_gelu_exact_values_and_derivative_closed_form():
-    """GELU(x) = x Phi(x) (eq. 8.10) and GELU'(x) = Phi(x) + x phi(x) (eq. 8.11), against math.erf."""
+    """GELU(x) = x Phi(x) (eq. 8.10) and GELU'(x) = Phi(x) + x phi(x) (eq. 8.11), against
+    math.erf."""
     x = np.linspace(-6, 6, 241)
     y = F.gelu(tl.tensor(x)).numpy()
     # A&S 7.1.26: |e| <= 1.5e-7
     np.testing.assert_allclose(y, numpy_gelu(x), rtol=0, atol=1.5e-7 * 3.0 + 1e-15)
     assert F.gelu(tl.tensor(np.array([0.0]))).item() == 0.0
-    np.testing.assert_allclose(F.gelu(tl.tensor(np.array([1.0, -1.0]))).numpy(),
-                               [0.8413447460685429, -0.15865525393145707], atol=1e-7)
+    np.testing.assert_allclose(
+        F.gelu(tl.tensor(np.array([1.0, -1.0]))).numpy(),
+        [0.8413447460685429, -0.15865525393145707],
+        atol=1e-7,
+    )
 
     phi = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     cdf = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
     tx = variable(x)
     F.gelu(tx).backward(np.ones_like(x))
     np.testing.assert_allclose(tx.grad.numpy(), cdf + x * phi, rtol=0, atol=2e-7)
-    numeric = (numpy_gelu(x + 1e-6) - numpy_gelu(x - 1e-6)) / 2e-6  # elementwise central differences
+    numeric = (
+        numpy_gelu(x + 1e-6) - numpy_gelu(x - 1e-6)
+    ) / 2e-6  # elementwise central differences
     np.testing.assert_allclose(cdf + x * phi, numeric, rtol=0, atol=1e-8)
 
 
@@ -273,20 +313,23 @@ def test_gelu_tanh_derivative_closed_form():
     c = math.sqrt(2 / math.pi)
 
     def gelu_tanh(v):
-        return 0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v ** 3)))
+        return 0.5 * v * (1 + np.tanh(c * (v + 0.044715 * v**3)))
 
-    th = np.tanh(c * (x + 0.044715 * x ** 3))
-    derivative = 0.5 * (1 + th) + 0.5 * x * (1 - th ** 2) * c * (1 + 3 * 0.044715 * x ** 2)
+    th = np.tanh(c * (x + 0.044715 * x**3))
+    derivative = 0.5 * (1 + th) + 0.5 * x * (1 - th**2) * c * (1 + 3 * 0.044715 * x**2)
     tx = variable(x)
     y = F.gelu(tx, approximate="tanh")
     np.testing.assert_allclose(y.numpy(), gelu_tanh(x), rtol=1e-14, atol=1e-15)
     y.backward(np.ones_like(x))
     np.testing.assert_allclose(tx.grad.numpy(), derivative, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(derivative, (gelu_tanh(x + 1e-6) - gelu_tanh(x - 1e-6)) / 2e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        derivative, (gelu_tanh(x + 1e-6) - gelu_tanh(x - 1e-6)) / 2e-6, atol=1e-8
+    )
 
 
 def test_gelu_exact_vs_tanh_approximation():
-    """The tanh form is within 5e-4 of the exact GELU; the largest gap, 4.73e-4, sits at |x| ~ 2.70."""
+    """The tanh form is within 5e-4 of the exact GELU; the largest gap, 4.73e-4, sits at |x| ~
+    2.70."""
     x = np.linspace(-8, 8, 160_001)
     gap = np.abs(F.gelu(tl.tensor(x)).numpy() - F.gelu(tl.tensor(x), approximate="tanh").numpy())
     assert 4.6e-4 < gap.max() < 4.8e-4 < 1e-3
@@ -324,21 +367,29 @@ def test_gelu_errors():
         nn.GELU("fast")
 
 
-# ========================================================================================================
+# ==================================================================================================
 # The feed-forward network
-# ========================================================================================================
+# ==================================================================================================
 
 
 def float64_ff(activation="gelu", dropout=0.0, seed=0) -> nn.FeedForward:
-    return nn.FeedForward(4, 6, activation=activation, dropout=dropout, rng=np.random.default_rng(seed),
-                          dtype=np.float64)
+    return nn.FeedForward(
+        4,
+        6,
+        activation=activation,
+        dropout=dropout,
+        rng=np.random.default_rng(seed),
+        dtype=np.float64,
+    )
 
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu"])
 def test_feed_forward_gradcheck(activation):
     ff = float64_ff(activation)
     x = variable(np.random.default_rng(11).standard_normal((2, 3, 4)))
-    assert tl.gradcheck(lambda x, *_: ff(x), x, ff.fc1.weight, ff.fc1.bias, ff.fc2.weight, ff.fc2.bias)
+    assert tl.gradcheck(
+        lambda x, *_: ff(x), x, ff.fc1.weight, ff.fc1.bias, ff.fc2.weight, ff.fc2.bias
+    )
 
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh", "relu"])
@@ -348,8 +399,11 @@ def test_feed_forward_is_eq_8_13(activation):
     x = np.random.default_rng(12).standard_normal((2, 3, 4))
     h = x @ ff.fc1.weight.numpy() + ff.fc1.bias.numpy()
     c = math.sqrt(2 / math.pi)
-    act = {"gelu": numpy_gelu, "relu": lambda h: np.maximum(h, 0),
-           "gelu_tanh": lambda h: 0.5 * h * (1 + np.tanh(c * (h + 0.044715 * h ** 3)))}[activation]
+    act = {
+        "gelu": numpy_gelu,
+        "relu": lambda h: np.maximum(h, 0),
+        "gelu_tanh": lambda h: 0.5 * h * (1 + np.tanh(c * (h + 0.044715 * h**3))),
+    }[activation]
     expected = act(h) @ ff.fc2.weight.numpy() + ff.fc2.bias.numpy()
     np.testing.assert_allclose(ff(tl.tensor(x)).numpy(), expected, rtol=1e-6, atol=1e-7)
     assert list(ff.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
@@ -367,7 +421,11 @@ def test_feed_forward_acts_on_each_token_alone():
 
 def test_feed_forward_dropout_is_seeded_and_off_in_eval():
     x = tl.tensor(np.random.default_rng(14).standard_normal((3, 4, 4)))
-    a, b, plain = float64_ff(dropout=0.5, seed=1), float64_ff(dropout=0.5, seed=1), float64_ff(seed=1)
+    a, b, plain = (
+        float64_ff(dropout=0.5, seed=1),
+        float64_ff(dropout=0.5, seed=1),
+        float64_ff(seed=1),
+    )
     ya, yb = a(x).numpy(), b(x).numpy()
     np.testing.assert_array_equal(ya, yb)  # same seed, same masks
     expected = plain(x).numpy()
@@ -379,27 +437,34 @@ def test_feed_forward_dropout_is_seeded_and_off_in_eval():
 
 
 def test_feed_forward_errors():
-    with pytest.raises(ValueError,
-                       match=r"unknown activation 'swish'; expected one of \('gelu', 'gelu_tanh', 'relu'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown activation 'swish'; expected one of \('gelu', 'gelu_tanh', 'relu'\)",
+    ):
         nn.FeedForward(4, 8, activation="swish")
-    with pytest.raises(ValueError,
-                       match=r"FeedForward expected inputs \(\.\.\., C\) with C = d_model = 4, got \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"FeedForward expected inputs \(\.\.\., C\) with C = d_model = 4, got \(2, 3\)",
+    ):
         nn.FeedForward(4, 8)(tl.zeros(2, 3))
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.5"):
         nn.FeedForward(4, 8, dropout=1.5)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # The Transformer block
-# ========================================================================================================
+# ==================================================================================================
 
 C, H, FF = 4, 2, 6  # a tiny block keeps the finite differences fast
 
 
 def float64_block(norm_first=True, seed=0, **kwargs) -> nn.TransformerBlock:
-    """A tiny float64 block whose LayerNorms have random scales and shifts (not the special 1 and 0)."""
+    """A tiny float64 block whose LayerNorms have random scales and shifts (not the special 1 and
+    0)."""
     rng = np.random.default_rng(seed)
-    block = nn.TransformerBlock(C, H, d_ff=FF, norm_first=norm_first, rng=rng, dtype=np.float64, **kwargs)
+    block = nn.TransformerBlock(
+        C, H, d_ff=FF, norm_first=norm_first, rng=rng, dtype=np.float64, **kwargs
+    )
     for name, p in block.named_parameters():
         if name.startswith("ln"):
             p.data = p.data + 0.3 * rng.standard_normal(p.shape)
@@ -410,8 +475,15 @@ def float64_block(norm_first=True, seed=0, **kwargs) -> nn.TransformerBlock:
 def test_block_gradcheck(norm_first):
     block = float64_block(norm_first)
     x = variable(np.random.default_rng(15).standard_normal((2, 3, C)))
-    checked = [block.ln1.weight, block.ln1.bias, block.attn.q_proj.weight, block.attn.out_proj.bias,
-               block.ln2.weight, block.ff.fc1.weight, block.ff.fc2.bias]
+    checked = [
+        block.ln1.weight,
+        block.ln1.bias,
+        block.attn.q_proj.weight,
+        block.attn.out_proj.bias,
+        block.ln2.weight,
+        block.ff.fc1.weight,
+        block.ff.fc2.bias,
+    ]
     assert tl.gradcheck(lambda x, *_: block(x, is_causal=True), x, *checked)
 
 
@@ -421,8 +493,13 @@ def test_decoder_block_gradcheck(norm_first):
     rng = np.random.default_rng(16)
     x, context = variable(rng.standard_normal((2, 3, C))), variable(rng.standard_normal((2, 4, C)))
     context_mask = np.array([[True, True, True, True], [True, True, False, False]])
-    assert tl.gradcheck(lambda x, c, *_: block(x, is_causal=True, context=c, context_mask=context_mask),
-                        x, context, block.ln_cross.weight, block.cross_attn.k_proj.weight)
+    assert tl.gradcheck(
+        lambda x, c, *_: block(x, is_causal=True, context=c, context_mask=context_mask),
+        x,
+        context,
+        block.ln_cross.weight,
+        block.cross_attn.k_proj.weight,
+    )
 
 
 def test_block_equations_pre_and_post_ln():
@@ -431,35 +508,48 @@ def test_block_equations_pre_and_post_ln():
     x = tl.tensor(np.random.default_rng(17).standard_normal((2, 5, C)) * 3 + 1)
     pre = float64_block(norm_first=True)
     h = x + pre.attn(pre.ln1(x), is_causal=True)
-    np.testing.assert_allclose(pre(x, is_causal=True).numpy(), (h + pre.ff(pre.ln2(h))).numpy(), atol=1e-13)
+    np.testing.assert_allclose(
+        pre(x, is_causal=True).numpy(), (h + pre.ff(pre.ln2(h))).numpy(), atol=1e-13
+    )
     post = float64_block(norm_first=False)
     h = post.ln1(x + post.attn(x, is_causal=True))
-    np.testing.assert_allclose(post(x, is_causal=True).numpy(), post.ln2(h + post.ff(h)).numpy(), atol=1e-13)
+    np.testing.assert_allclose(
+        post(x, is_causal=True).numpy(), post.ln2(h + post.ff(h)).numpy(), atol=1e-13
+    )
 
 
 def test_post_ln_output_is_normalised_and_pre_ln_output_is_not():
-    """With gamma = 1, beta = 0 (the initial LayerNorm) a post-LN block ends in a LayerNorm: rows have mean 0
-    and variance 1. A pre-LN block ends in a residual addition, so its rows keep the input's scale."""
+    """With gamma = 1, beta = 0 (the initial LayerNorm) a post-LN block ends in a LayerNorm: rows
+    have mean 0 and variance 1. A pre-LN block ends in a residual addition, so its rows keep the
+    input's scale."""
     x = tl.tensor(np.random.default_rng(18).standard_normal((2, 6, 16)) * 5 + 2)
     rng = np.random.default_rng(0)
     post = nn.TransformerBlock(16, 4, norm_first=False, rng=rng, dtype=np.float64)
     y = post(x).numpy()
     np.testing.assert_allclose(y.mean(-1), 0, atol=1e-12)
-    np.testing.assert_allclose(y.var(-1), 1, atol=2e-5)  # sigma^2 / (sigma^2 + eps) with sigma^2 ~ 1
+    np.testing.assert_allclose(
+        y.var(-1), 1, atol=2e-5
+    )  # sigma^2 / (sigma^2 + eps) with sigma^2 ~ 1
     pre = nn.TransformerBlock(16, 4, norm_first=True, rng=rng, dtype=np.float64)
     pre_var, in_var = pre(x).numpy().var(-1), x.numpy().var(-1)
-    assert pre_var.min() > 3 and np.all(np.abs(pre_var / in_var - 1) < 0.5)  # the input's scale, not 1
+    assert pre_var.min() > 3 and np.all(
+        np.abs(pre_var / in_var - 1) < 0.5
+    )  # the input's scale, not 1
 
 
 def test_block_with_silent_sublayers_is_the_residual_highway():
-    """If Attn and FF output 0 (out_proj and fc2 zeroed), a pre-LN block is the identity with Jacobian I
-    (eq. 8.8), and a post-LN block is LN2(LN1(x)) = LayerNorm(x)."""
+    """If Attn and FF output 0 (out_proj and fc2 zeroed), a pre-LN block is the identity with
+    Jacobian I (eq. 8.8), and a post-LN block is LN2(LN1(x)) = LayerNorm(x)."""
     rng = np.random.default_rng(19)
     x_values = rng.standard_normal((2, 3, C)) * 2
     for norm_first in (True, False):
         block = nn.TransformerBlock(C, H, norm_first=norm_first, rng=rng, dtype=np.float64)
-        for p in (block.attn.out_proj.weight, block.attn.out_proj.bias,
-                  block.ff.fc2.weight, block.ff.fc2.bias):
+        for p in (
+            block.attn.out_proj.weight,
+            block.attn.out_proj.bias,
+            block.ff.fc2.weight,
+            block.ff.fc2.bias,
+        ):
             p.data[...] = 0
         x = variable(x_values)
         y = block(x, is_causal=True)
@@ -495,7 +585,8 @@ def test_causal_block_stack_never_looks_ahead():
 
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-LN", "pre-LN"])
 def test_encoder_padding_mask(norm_first):
-    """Changing a padded token changes no output at a real position (with the mask), and does without it."""
+    """Changing a padded token changes no output at a real position (with the mask), and does
+    without it."""
     rng = np.random.default_rng(21)
     encoder = nn.TransformerEncoder(2, 8, 2, norm_first=norm_first, rng=rng, dtype=np.float64)
     x = rng.standard_normal((2, 5, 8))
@@ -507,7 +598,9 @@ def test_encoder_padding_mask(norm_first):
     np.testing.assert_allclose(with_mask[0][1, :3], with_mask[1][1, :3], rtol=0, atol=1e-13)
     assert np.abs(with_mask[0][1, 3:] - with_mask[1][1, 3:]).min() > 1e-3
     without = [encoder(tl.tensor(v)).numpy() for v in (x, changed)]
-    assert np.abs(without[0][1, :3] - without[1][1, :3]).max() > 1e-3  # bidirectional: real tokens look right
+    assert (
+        np.abs(without[0][1, :3] - without[1][1, :3]).max() > 1e-3
+    )  # bidirectional: real tokens look right
 
 
 def test_encoder_gradcheck_and_structure():
@@ -516,7 +609,9 @@ def test_encoder_gradcheck_and_structure():
     assert len(encoder.layers) == 2 and encoder.norm is None and not encoder.layers[0].norm_first
     x = variable(rng.standard_normal((2, 3, C)))
     mask = np.array([[True, True, True], [True, True, False]])
-    assert tl.gradcheck(lambda x, *_: encoder(x, mask=mask), x, encoder.layers[0].attn.v_proj.weight)
+    assert tl.gradcheck(
+        lambda x, *_: encoder(x, mask=mask), x, encoder.layers[0].attn.v_proj.weight
+    )
     pre = nn.TransformerEncoder(2, C, H, norm_first=True, rng=rng, dtype=np.float64)
     assert isinstance(pre.norm, nn.LayerNorm)  # pre-LN stacks end with a final LayerNorm by default
     y = pre(tl.tensor(x.numpy()))
@@ -538,16 +633,21 @@ def test_decoder_gradcheck_causality_and_memory_mask():
     y = decoder(x, memory, memory_mask).numpy()
     changed = memory.numpy().copy()
     changed[1, 3] += 5.0  # a padded memory position
-    np.testing.assert_allclose(decoder(x, tl.tensor(changed), memory_mask).numpy(), y, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(
+        decoder(x, tl.tensor(changed), memory_mask).numpy(), y, rtol=0, atol=1e-13
+    )
     changed[1, 0] += 1.0  # a real one
     assert np.abs(decoder(x, tl.tensor(changed), memory_mask).numpy()[1] - y[1]).min() > 1e-6
     later = x.numpy().copy()
     later[:, 2] += 1.0  # the last target token: earlier positions must not see it
-    np.testing.assert_array_equal(decoder(tl.tensor(later), memory, memory_mask).numpy()[:, :2], y[:, :2])
+    np.testing.assert_array_equal(
+        decoder(tl.tensor(later), memory, memory_mask).numpy()[:, :2], y[:, :2]
+    )
 
 
 def test_encoder_and_decoder_are_one_stack():
-    """TransformerEncoder / TransformerDecoder are TransformerStack's two settings, with its names."""
+    """TransformerEncoder / TransformerDecoder are TransformerStack's two settings, with its
+    names."""
     rng = np.random.default_rng(25)
     encoder, decoder = nn.TransformerEncoder(2, C, H), nn.TransformerDecoder(2, C, H)
     assert isinstance(encoder, nn.TransformerStack) and isinstance(decoder, nn.TransformerStack)
@@ -566,18 +666,23 @@ def test_encoder_and_decoder_are_one_stack():
     decoder = nn.TransformerDecoder(1, C, H, rng=rng, dtype=np.float64)
     memory = tl.tensor(rng.standard_normal((2, 3, C)))
     everything = np.ones((2, 4), dtype=bool)
-    np.testing.assert_array_equal(decoder(x, memory, mask=everything).numpy(), decoder(x, memory).numpy())
+    np.testing.assert_array_equal(
+        decoder(x, memory, mask=everything).numpy(), decoder(x, memory).numpy()
+    )
 
 
 def test_block_kv_cache_matches_the_full_causal_pass():
-    """Feeding tokens one at a time with a KV cache gives the outputs of one causal pass over all of them."""
+    """Feeding tokens one at a time with a KV cache gives the outputs of one causal pass over all of
+    them."""
     rng = np.random.default_rng(24)
     block = nn.TransformerBlock(8, 2, rng=rng, dtype=np.float64)
     x = rng.standard_normal((2, 6, 8))
     with tl.no_grad():
         full = block(tl.tensor(x), is_causal=True).numpy()
         cache = nn.KVCache(context_length=6)
-        steps = [block(tl.tensor(x[:, t:t + 1]), is_causal=True, cache=cache).numpy() for t in range(6)]
+        steps = [
+            block(tl.tensor(x[:, t : t + 1]), is_causal=True, cache=cache).numpy() for t in range(6)
+        ]
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-12, atol=1e-12)
 
 
@@ -585,9 +690,15 @@ def test_block_dropout_is_seeded_and_off_in_eval():
     x = tl.tensor(np.random.default_rng(25).standard_normal((2, 5, 8)))
 
     def make(p, seed=3):
-        return nn.TransformerBlock(8, 2, dropout=p, rng=np.random.default_rng(seed), dtype=np.float64)
+        return nn.TransformerBlock(
+            8, 2, dropout=p, rng=np.random.default_rng(seed), dtype=np.float64
+        )
 
-    a, b, plain = make(0.3), make(0.3), make(0.0)  # the same seed gives the same weights whatever p is
+    a, b, plain = (
+        make(0.3),
+        make(0.3),
+        make(0.0),
+    )  # the same seed gives the same weights whatever p is
     first = a(x, is_causal=True).numpy()
     np.testing.assert_array_equal(first, b(x, is_causal=True).numpy())  # seeded masks
     assert np.abs(a(x, is_causal=True).numpy() - first).max() > 1e-3  # fresh masks on the next call
@@ -600,7 +711,9 @@ def test_block_dropout_is_seeded_and_off_in_eval():
     c = nn.TransformerBlock(8, 2, dropout=0.3, dtype=np.float64)
     tl.manual_seed(7)
     d = nn.TransformerBlock(8, 2, dropout=0.3, dtype=np.float64)
-    np.testing.assert_array_equal(c(x).numpy(), d(x).numpy())  # tl.manual_seed fixes weights and masks
+    np.testing.assert_array_equal(
+        c(x).numpy(), d(x).numpy()
+    )  # tl.manual_seed fixes weights and masks
 
 
 def block_parameters(width: int, d_ff: int, bias: bool = True, cross: bool = False) -> int:
@@ -615,18 +728,32 @@ def block_parameters(width: int, d_ff: int, bias: bool = True, cross: bool = Fal
 
 @pytest.mark.parametrize("width, heads", [(8, 2), (16, 4), (24, 3)])
 def test_parameter_count_closed_form(width, heads):
-    """Pre- or post-LN with bias and d_ff = 4C: 12 C^2 + 13 C; without bias: 12 C^2 + 2 C (eq. 8.16)."""
+    """Pre- or post-LN with bias and d_ff = 4C: 12 C^2 + 13 C; without bias: 12 C^2 + 2 C (eq.
+    8.16)."""
     for norm_first in (True, False):
         block = nn.TransformerBlock(width, heads, norm_first=norm_first)
-        assert block.num_parameters() == 12 * width ** 2 + 13 * width == block_parameters(width, 4 * width)
-    assert nn.TransformerBlock(width, heads, bias=False).num_parameters() == 12 * width ** 2 + 2 * width
-    assert nn.TransformerBlock(width, heads, d_ff=40).num_parameters() == block_parameters(width, 40)
+        assert (
+            block.num_parameters()
+            == 12 * width**2 + 13 * width
+            == block_parameters(width, 4 * width)
+        )
+    assert (
+        nn.TransformerBlock(width, heads, bias=False).num_parameters() == 12 * width**2 + 2 * width
+    )
+    assert nn.TransformerBlock(width, heads, d_ff=40).num_parameters() == block_parameters(
+        width, 40
+    )
     decoder_block = nn.TransformerBlock(width, heads, cross_attention=True)
-    assert decoder_block.num_parameters() == block_parameters(width, 4 * width, cross=True) == \
-        16 * width ** 2 + 19 * width
+    assert (
+        decoder_block.num_parameters()
+        == block_parameters(width, 4 * width, cross=True)
+        == 16 * width**2 + 19 * width
+    )
     encoder = nn.TransformerEncoder(3, width, heads, norm_first=True)
-    assert encoder.num_parameters() == 3 * (12 * width ** 2 + 13 * width) + 2 * width
-    assert nn.TransformerDecoder(2, width, heads).num_parameters() == 2 * (16 * width ** 2 + 19 * width)
+    assert encoder.num_parameters() == 3 * (12 * width**2 + 13 * width) + 2 * width
+    assert nn.TransformerDecoder(2, width, heads).num_parameters() == 2 * (
+        16 * width**2 + 19 * width
+    )
 
 
 def test_block_module_tree_and_names():
@@ -638,8 +765,11 @@ def test_block_module_tree_and_names():
     assert "ln1.bias" not in nn.TransformerBlock(8, 2, bias=False).state_dict()
     text = repr(block)
     assert text.startswith("TransformerBlock(d_model=8, num_heads=2, d_ff=32, norm_first=True")
-    for part in ("(ln1): LayerNorm(d_model=8", "(cross_attn): MultiHeadAttention",
-                 "(fc2): Linear(in_features=32"):
+    for part in (
+        "(ln1): LayerNorm(d_model=8",
+        "(cross_attn): MultiHeadAttention",
+        "(fc2): Linear(in_features=32",
+    ):
         assert part in text
     encoder = nn.TransformerEncoder(2, 8, 2)
     assert [name for name, _ in encoder.named_children()] == ["layers.0", "layers.1"]
@@ -657,12 +787,17 @@ def test_block_float32_stays_float32():
 
 def test_block_errors():
     block = nn.TransformerBlock(8, 2)
-    with pytest.raises(ValueError, match=r"TransformerBlock expected x \(B, T, C\) "
-                                         r"with C = d_model = 8, got \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"TransformerBlock expected x \(B, T, C\) "
+        r"with C = d_model = 8, got \(2, 3, 4\)",
+    ):
         block(tl.zeros(2, 3, 4))
     with pytest.raises(ValueError, match=r"got \(3, 8\)"):
         block(tl.zeros(3, 8))
-    with pytest.raises(ValueError, match="has no cross-attention.*build it with cross_attention=True"):
+    with pytest.raises(
+        ValueError, match="has no cross-attention.*build it with cross_attention=True"
+    ):
         block(tl.zeros(1, 3, 8), context=tl.zeros(1, 2, 8))
     with pytest.raises(ValueError, match=r"needs context \(B, S, C\), the encoder output"):
         nn.TransformerBlock(8, 2, cross_attention=True)(tl.zeros(1, 3, 8))

@@ -1,11 +1,12 @@
-"""Chapter 11: the GPT model, generation with and without the KV cache, and the sampling distributions.
+"""Chapter 11: the GPT model, generation with and without the KV cache, and the sampling
+distributions.
 
-Under test: ``tinyllm/models/gpt.py`` (parameter count eq. 11.7, causality, the tied output layer, GPT-2
-initialisation eq. 11.6, the loss at initialisation, input errors, ``generate``) and ``tinyllm/sampling.py``
-(temperature, top-k, top-p). Three layers of evidence: float64 gradient checks of the whole model's loss;
-hypothesis-drawn shapes for causality and the filters; the chapter's closed forms (the parameter count, the
-cross-entropy of a near-uniform model, the gradient of the tied output layer, the filtered distributions)
-computed directly in NumPy.
+Under test: ``tinyllm/models/gpt.py`` (parameter count eq. 11.7, causality, the tied output layer,
+GPT-2 initialisation eq. 11.6, the loss at initialisation, input errors, ``generate``) and
+``tinyllm/sampling.py`` (temperature, top-k, top-p). Three layers of evidence: float64 gradient
+checks of the whole model's loss; hypothesis-drawn shapes for causality and the filters; the
+chapter's closed forms (the parameter count, the cross-entropy of a near-uniform model, the gradient
+of the tied output layer, the filtered distributions) computed directly in NumPy.
 """
 
 import math
@@ -46,19 +47,26 @@ def numpy_softmax(z: np.ndarray) -> np.ndarray:
     return np.exp(numpy_log_softmax(z))
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Parameters: closed form (eq. 11.7), an independent count by name, tied weights
-# ========================================================================================================
+# ==================================================================================================
 
 
 def expected_gpt_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter of a GPT by name, written out from the architecture (no output matrix: it is tied)."""
+    """Every parameter of a GPT by name, written out from the architecture (no output matrix: it is
+    tied)."""
     V, T, C = config.vocab_size, config.context_length, config.d_model
     shapes = {"wte.weight": (V, C), "wpe.weight": (T, C)}
     for layer in range(config.num_layers):
         p = f"blocks.{layer}."
-        linears = {"attn.q_proj": (C, C), "attn.k_proj": (C, C), "attn.v_proj": (C, C),
-                   "attn.out_proj": (C, C), "ff.fc1": (C, 4 * C), "ff.fc2": (4 * C, C)}
+        linears = {
+            "attn.q_proj": (C, C),
+            "attn.k_proj": (C, C),
+            "attn.v_proj": (C, C),
+            "attn.out_proj": (C, C),
+            "ff.fc1": (C, 4 * C),
+            "ff.fc2": (4 * C, C),
+        }
         for norm in ("ln1", "ln2"):
             shapes[p + norm + ".weight"] = (C,)
             if config.bias:
@@ -77,7 +85,9 @@ def expected_gpt_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize("shape", [(11, 8, 2, 2, 16), (65, 64, 4, 4, 128), (7, 3, 1, 1, 4)])
 def test_parameter_count_closed_form_and_by_name(shape, bias):
     V, T, L, H, C = shape
-    config = GPTConfig(vocab_size=V, context_length=T, num_layers=L, num_heads=H, d_model=C, bias=bias)
+    config = GPTConfig(
+        vocab_size=V, context_length=T, num_layers=L, num_heads=H, d_model=C, bias=bias
+    )
     model = GPT(config, rng=np.random.default_rng(0))
     by_name = {name: p.shape for name, p in model.named_parameters()}
     expected = expected_gpt_shapes(config)
@@ -108,25 +118,28 @@ def test_output_layer_is_the_token_embedding():
     np.testing.assert_allclose(logits, h @ model.wte.weight.numpy().T, rtol=1e-5, atol=1e-6)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Causality and the loss at initialisation
-# ========================================================================================================
+# ==================================================================================================
 
 
 @given(batch=st.integers(1, 3), length=st.integers(1, TINY.context_length), data=st.data())
 def test_logits_at_t_do_not_see_later_tokens(batch, length, data):
-    """Changing every token after position t leaves the logits at positions <= t bit for bit unchanged."""
+    """Changing every token after position t leaves the logits at positions <= t bit for bit
+    unchanged."""
     t = data.draw(st.integers(0, length - 1), label="t")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     ids = random_ids((batch, length), seed)
     changed = ids.copy()
-    changed[:, t + 1:] = (changed[:, t + 1:] + 1 + random_ids((batch, length - t - 1), seed + 1, 10)) % 11
+    changed[:, t + 1 :] = (
+        changed[:, t + 1 :] + 1 + random_ids((batch, length - t - 1), seed + 1, 10)
+    ) % 11
     model = tiny_gpt()
     with tl.no_grad():
         before, after = model(ids).numpy(), model(changed).numpy()
-    np.testing.assert_array_equal(before[:, :t + 1], after[:, :t + 1])
+    np.testing.assert_array_equal(before[:, : t + 1], after[:, : t + 1])
     if t + 1 < length:  # and the later positions do see them
-        assert np.abs(before[:, t + 1:] - after[:, t + 1:]).max() > 1e-4
+        assert np.abs(before[:, t + 1 :] - after[:, t + 1 :]).max() > 1e-4
 
 
 def test_loss_at_initialisation_is_log_vocabulary():
@@ -142,17 +155,25 @@ def test_loss_at_initialisation_is_log_vocabulary():
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Gradients: float64 gradcheck of the whole loss, and the two contributions to the tied matrix
-# ========================================================================================================
+# ==================================================================================================
 
 
 def float64_gpt(seed: int = 0) -> GPT:
     return GPT(TINY, rng=np.random.default_rng(seed)).astype(np.float64)
 
 
-@pytest.mark.parametrize("name", ["wte.weight", "wpe.weight", "blocks.0.attn.q_proj.weight", "ln_f.weight",
-                                  "blocks.1.ln2.weight"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wte.weight",
+        "wpe.weight",
+        "blocks.0.attn.q_proj.weight",
+        "ln_f.weight",
+        "blocks.1.ln2.weight",
+    ],
+)
 def test_gradcheck_of_the_whole_loss(name):
     model = float64_gpt()
     ids, targets = random_ids((2, 6), 1), random_ids((2, 6), 2)
@@ -162,9 +183,11 @@ def test_gradcheck_of_the_whole_loss(name):
 
 
 def test_tied_matrix_gets_the_input_and_the_output_gradient():
-    """dL/dW_te = (softmax - onehot)^T h / N   (output layer)   + scatter-add of the input path (eq. 4.5).
+    """dL/dW_te = (softmax - onehot)^T h / N   (output layer)   + scatter-add of the input path (eq.
+    4.5).
 
-    Rows of tokens that never appear in the input get only the output term; rows of input tokens get both.
+    Rows of tokens that never appear in the input get only the output term; rows of input tokens get
+    both.
     """
     model = float64_gpt(1)
     ids = np.array([[0, 1, 2, 3, 0, 1], [2, 3, 4, 0, 1, 2]])  # tokens 5..10 are never inputs
@@ -183,25 +206,33 @@ def test_tied_matrix_gets_the_input_and_the_output_gradient():
     d_logits[np.arange(len(h)), targets.reshape(-1)] -= 1
     output_term = d_logits.T @ h / len(h)  # (V, C)
     input_term = total - output_term
-    np.testing.assert_allclose(input_term[5:], 0.0, atol=1e-13)  # only the output layer reaches these rows
-    assert np.linalg.norm(input_term[:5], axis=1).min() > 1e-6  # ... and the input path reaches these
+    np.testing.assert_allclose(
+        input_term[5:], 0.0, atol=1e-13
+    )  # only the output layer reaches these rows
+    assert (
+        np.linalg.norm(input_term[:5], axis=1).min() > 1e-6
+    )  # ... and the input path reaches these
     assert np.linalg.norm(output_term, axis=1).min() > 1e-6
 
 
-# ========================================================================================================
+# ==================================================================================================
 # GPT-2 initialisation (eq. 11.6)
-# ========================================================================================================
+# ==================================================================================================
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_gpt2_initialisation(bias):
-    config = GPTConfig(vocab_size=256, context_length=64, num_layers=4, num_heads=4, d_model=128, bias=bias)
+    config = GPTConfig(
+        vocab_size=256, context_length=64, num_layers=4, num_heads=4, d_model=128, bias=bias
+    )
     model = GPT(config, rng=np.random.default_rng(0))
     residual_std = 0.02 / math.sqrt(2 * config.num_layers)
     for name, p in model.named_parameters():
         values = p.numpy()
         if p.ndim == 2:
-            expected = residual_std if name.endswith(("attn.out_proj.weight", "ff.fc2.weight")) else 0.02
+            expected = (
+                residual_std if name.endswith(("attn.out_proj.weight", "ff.fc2.weight")) else 0.02
+            )
             assert values.std() == pytest.approx(expected, rel=0.05), name
             assert abs(values.mean()) < 5 * expected / math.sqrt(values.size), name
         elif name.endswith(".bias"):
@@ -211,7 +242,9 @@ def test_gpt2_initialisation(bias):
     # The pooled residual projections separate clearly from the other matrices.
     stds = {name: p.numpy().std() for name, p in model.named_parameters() if p.ndim == 2}
     assert max(v for k, v in stds.items() if k.endswith(("out_proj.weight", "fc2.weight"))) < 0.009
-    assert min(v for k, v in stds.items() if not k.endswith(("out_proj.weight", "fc2.weight"))) > 0.019
+    assert (
+        min(v for k, v in stds.items() if not k.endswith(("out_proj.weight", "fc2.weight"))) > 0.019
+    )
 
 
 def test_initialisation_is_seeded():
@@ -223,15 +256,16 @@ def test_initialisation_is_seeded():
             assert not np.array_equal(pa.numpy(), pc.numpy()), name
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Bad inputs
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_too_long_input_is_a_clear_error():
     model = tiny_gpt()
-    with pytest.raises(ValueError,
-                       match=r"sequence of 9 positions is longer than the context_length = 8"):
+    with pytest.raises(
+        ValueError, match=r"sequence of 9 positions is longer than the context_length = 8"
+    ):
         model(random_ids((1, 9)))
     model(random_ids((1, 8)))  # exactly context_length is fine
 
@@ -240,21 +274,27 @@ def test_bad_token_ids_are_clear_errors():
     model = tiny_gpt()
     ids = random_ids((2, 5))
     ids[1, 3] = 11
-    with pytest.raises(IndexError, match=r"token id 11 at position \(1, 3\).*V=11.*valid ids are 0\.\.10"):
+    with pytest.raises(
+        IndexError, match=r"token id 11 at position \(1, 3\).*V=11.*valid ids are 0\.\.10"
+    ):
         model(ids)
     ids[1, 3] = -1
     with pytest.raises(IndexError, match=r"token id -1 at position \(1, 3\)"):
         model(ids)
     with pytest.raises(TypeError, match=r"token ids must be integers, got dtype float64"):
         model(random_ids((2, 5)).astype(np.float64))
-    with pytest.raises(ValueError, match=r"GPT expects token ids \(B, T\), got shape \(5,\); .*ids\[None\]"):
+    with pytest.raises(
+        ValueError, match=r"GPT expects token ids \(B, T\), got shape \(5,\); .*ids\[None\]"
+    ):
         model(random_ids(5))
     with pytest.raises(IndexError, match=r"target id 11 is out of range for V=11"):
         model(random_ids((2, 5)), np.full((2, 5), 11))
 
 
 def test_dropout_is_active_in_training_only():
-    config = GPTConfig(vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5)
+    config = GPTConfig(
+        vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5
+    )
     model = GPT(config, rng=np.random.default_rng(0))
     ids = random_ids((2, 8))
     with tl.no_grad():
@@ -265,30 +305,44 @@ def test_dropout_is_active_in_training_only():
     np.testing.assert_array_equal(third, fourth)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Generation: the KV cache changes nothing, temperature 0 is greedy, seeds reproduce
-# ========================================================================================================
+# ==================================================================================================
 
 
-def generate_by_definition(model: GPT, ids: np.ndarray, new: int, rng, temperature=1.0, top_k=None,
-                           top_p=None) -> np.ndarray:
-    """The definition of generation: recompute the last context_length tokens every step, sample the last row."""
+def generate_by_definition(
+    model: GPT, ids: np.ndarray, new: int, rng, temperature=1.0, top_k=None, top_p=None
+) -> np.ndarray:
+    """The definition of generation: recompute the last context_length tokens every step, sample the
+    last row."""
     with tl.no_grad():
         for _ in range(new):
-            logits = model(ids[:, -model.config.context_length:]).numpy()[:, -1, :]  # (B, V)
-            ids = np.concatenate([ids, sample_next(logits, rng, temperature, top_k, top_p)[:, None]], axis=1)
+            logits = model(ids[:, -model.config.context_length :]).numpy()[:, -1, :]  # (B, V)
+            ids = np.concatenate(
+                [ids, sample_next(logits, rng, temperature, top_k, top_p)[:, None]], axis=1
+            )
     return ids
 
 
 @pytest.mark.parametrize("prompt_length", [1, 3, 8, 10])
-@pytest.mark.parametrize("settings", [dict(temperature=0.0), dict(temperature=1.0),
-                                      dict(temperature=0.7, top_k=4), dict(temperature=1.3, top_p=0.8)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(temperature=0.0),
+        dict(temperature=1.0),
+        dict(temperature=0.7, top_k=4),
+        dict(temperature=1.3, top_p=0.8),
+    ],
+)
 def test_generate_with_and_without_cache_equals_the_definition(prompt_length, settings):
-    """Prompts shorter than, equal to and longer than the window; 12 new tokens run past context_length = 8."""
+    """Prompts shorter than, equal to and longer than the window; 12 new tokens run past
+    context_length = 8."""
     model = tiny_gpt()
     prompt = random_ids((2, prompt_length), 10 + prompt_length)
     cached = model.generate(prompt, 12, rng=np.random.default_rng(42), use_cache=True, **settings)
-    recomputed = model.generate(prompt, 12, rng=np.random.default_rng(42), use_cache=False, **settings)
+    recomputed = model.generate(
+        prompt, 12, rng=np.random.default_rng(42), use_cache=False, **settings
+    )
     reference = generate_by_definition(model, prompt, 12, np.random.default_rng(42), **settings)
     assert cached.shape == (2, prompt_length + 12) and cached.dtype == np.int64
     np.testing.assert_array_equal(cached[:, :prompt_length], prompt)
@@ -298,7 +352,8 @@ def test_generate_with_and_without_cache_equals_the_definition(prompt_length, se
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float32, 2e-5), (np.float64, 1e-12)])
 def test_cached_logits_equal_full_recomputation(dtype, tolerance):
-    """Feeding a prompt, then one token at a time through the KV caches, gives the full forward's logits."""
+    """Feeding a prompt, then one token at a time through the KV caches, gives the full forward's
+    logits."""
     model = GPT(TINY, rng=np.random.default_rng(2)).astype(dtype).eval()
     ids = random_ids((3, TINY.context_length), 6)
     with tl.no_grad():
@@ -306,7 +361,7 @@ def test_cached_logits_equal_full_recomputation(dtype, tolerance):
         caches = [KVCache(TINY.context_length) for _ in model.blocks]
         pieces = [model(ids[:, :3], caches=caches).numpy()]
         for t in range(3, TINY.context_length):
-            pieces.append(model(ids[:, t:t + 1], caches=caches).numpy())
+            pieces.append(model(ids[:, t : t + 1], caches=caches).numpy())
         with pytest.raises(ValueError, match=r"sequence of 9 positions is longer than the context"):
             model(ids[:, :1], caches=caches)
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=tolerance, atol=tolerance)
@@ -318,7 +373,7 @@ def test_temperature_zero_is_greedy_argmax():
     out = model.generate(prompt, 10, temperature=0.0, rng=np.random.default_rng(0))
     with tl.no_grad():
         for t in range(2, 12):
-            logits = model(out[:, max(0, t - 8):t]).numpy()[:, -1]
+            logits = model(out[:, max(0, t - 8) : t]).numpy()[:, -1]
             np.testing.assert_array_equal(out[:, t], logits.argmax(axis=-1))
     # Greedy decoding ignores the generator and the filters.
     again = model.generate(prompt, 10, temperature=0.0, top_k=3, rng=np.random.default_rng(99))
@@ -332,11 +387,15 @@ def test_seeded_generation_is_reproducible():
     b = model.generate(prompt, 15, rng=np.random.default_rng(5))
     c = model.generate(prompt, 15, rng=np.random.default_rng(6))
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)  # a near-uniform model over 11 tokens: 30 equal draws would be a miracle
+    assert not np.array_equal(
+        a, c
+    )  # a near-uniform model over 11 tokens: 30 equal draws would be a miracle
 
 
 def test_generate_uses_eval_mode_and_restores_training_mode():
-    config = GPTConfig(vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5)
+    config = GPTConfig(
+        vocab_size=11, context_length=8, num_layers=2, num_heads=2, d_model=16, dropout=0.5
+    )
     model = GPT(config, rng=np.random.default_rng(0))
     assert model.training
     prompt = random_ids((1, 3))
@@ -353,8 +412,12 @@ def test_generate_edge_cases_and_errors():
     model = tiny_gpt()
     prompt = random_ids((2, 3))
     np.testing.assert_array_equal(model.generate(prompt, 0), prompt)
-    np.testing.assert_array_equal(model.generate(tl.tensor(prompt), 0), prompt)  # an integer Tensor works
-    with pytest.raises(ValueError, match=r"generate expects a prompt of token ids \(B, T0\) with T0 >= 1"):
+    np.testing.assert_array_equal(
+        model.generate(tl.tensor(prompt), 0), prompt
+    )  # an integer Tensor works
+    with pytest.raises(
+        ValueError, match=r"generate expects a prompt of token ids \(B, T0\) with T0 >= 1"
+    ):
         model.generate(np.zeros((2, 0), dtype=np.int64), 3)
     with pytest.raises(ValueError, match=r"generate expects a prompt of token ids \(B, T0\)"):
         model.generate(prompt[0], 3)
@@ -369,16 +432,17 @@ def test_generate_restores_training_mode_after_an_error():
     assert model.training
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Sampling distributions: temperature, top-k, top-p (tinyllm/sampling.py)
-# ========================================================================================================
+# ==================================================================================================
 
 P = np.array([0.1, 0.2, 0.3, 0.4])
 DRAWS = 40_000
 
 
 def frequencies(logits_row: np.ndarray, seed: int = 0, **settings) -> np.ndarray:
-    """Empirical distribution of DRAWS tokens sampled from one row of logits (all rows drawn at once)."""
+    """Empirical distribution of DRAWS tokens sampled from one row of logits (all rows drawn at
+    once)."""
     logits = np.tile(logits_row, (DRAWS, 1))  # (DRAWS, V)
     tokens = sample_next(logits, np.random.default_rng(seed), **settings)
     assert tokens.shape == (DRAWS,) and tokens.dtype == np.int64
@@ -386,7 +450,8 @@ def frequencies(logits_row: np.ndarray, seed: int = 0, **settings) -> np.ndarray
 
 
 def assert_frequencies(observed: np.ndarray, expected: np.ndarray) -> None:
-    """Each frequency within 5 standard errors of its probability; zero-probability tokens never drawn."""
+    """Each frequency within 5 standard errors of its probability; zero-probability tokens never
+    drawn."""
     sigma = np.sqrt(expected * (1 - expected) / DRAWS)
     assert np.all(np.abs(observed - expected) <= 5 * sigma + 1e-12), (observed, expected)
     assert np.all(observed[expected == 0] == 0)
@@ -399,21 +464,26 @@ def test_sampled_frequencies_follow_softmax_with_temperature(temperature):
     assert_frequencies(frequencies(np.log(P) + 3.0, temperature=temperature), expected)
 
 
-@pytest.mark.parametrize("top_k, expected", [(1, [0, 0, 0, 1]), (2, [0, 0, 3 / 7, 4 / 7]),
-                                             (3, [0, 2 / 9, 3 / 9, 4 / 9]), (4, P), (10, P)])
+@pytest.mark.parametrize(
+    "top_k, expected",
+    [(1, [0, 0, 0, 1]), (2, [0, 0, 3 / 7, 4 / 7]), (3, [0, 2 / 9, 3 / 9, 4 / 9]), (4, P), (10, P)],
+)
 def test_top_k_sampling_renormalises_the_k_most_likely(top_k, expected):
     assert_frequencies(frequencies(np.log(P), top_k=top_k), np.asarray(expected, dtype=float))
 
 
-@pytest.mark.parametrize("top_p, expected", [
-    (0.01, [0, 0, 0, 1]),  # the most likely token always stays
-    (0.35, [0, 0, 0, 1]),
-    (0.45, [0, 0, 3 / 7, 4 / 7]),  # 0.4 < 0.45: the second token is needed
-    (0.65, [0, 0, 3 / 7, 4 / 7]),
-    (0.75, [0, 2 / 9, 3 / 9, 4 / 9]),
-    (0.95, P),
-    (1.0, P),
-])
+@pytest.mark.parametrize(
+    "top_p, expected",
+    [
+        (0.01, [0, 0, 0, 1]),  # the most likely token always stays
+        (0.35, [0, 0, 0, 1]),
+        (0.45, [0, 0, 3 / 7, 4 / 7]),  # 0.4 < 0.45: the second token is needed
+        (0.65, [0, 0, 3 / 7, 4 / 7]),
+        (0.75, [0, 2 / 9, 3 / 9, 4 / 9]),
+        (0.95, P),
+        (1.0, P),
+    ],
+)
 def test_top_p_sampling_keeps_the_smallest_nucleus(top_p, expected):
     assert_frequencies(frequencies(np.log(P), top_p=top_p), np.asarray(expected, dtype=float))
 
@@ -422,9 +492,14 @@ def test_top_k_and_top_p_combine_and_rows_are_independent():
     logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]))
     filtered = filter_logits(logits, top_k=3, top_p=0.6)
     # row 0: top-3 = {1, 2, 3} renormalised (2/9, 3/9, 4/9); the nucleus of 0.6 is {3, 2}
-    assert np.isfinite(filtered).tolist() == [[False, False, True, True], [True, True, False, False]]
+    assert np.isfinite(filtered).tolist() == [
+        [False, False, True, True],
+        [True, True, False, False],
+    ]
     np.testing.assert_array_equal(filtered[np.isfinite(filtered)], logits[np.isfinite(filtered)])
-    draws = sample_next(np.repeat(logits, 2000, axis=0), np.random.default_rng(0), top_k=3, top_p=0.6)
+    draws = sample_next(
+        np.repeat(logits, 2000, axis=0), np.random.default_rng(0), top_k=3, top_p=0.6
+    )
     assert set(draws[:2000].tolist()) == {2, 3} and set(draws[2000:].tolist()) == {0, 1}
 
 
@@ -451,12 +526,16 @@ def test_top_k_keeps_exactly_the_k_largest(rows, vocab, data):
     k = data.draw(st.integers(1, vocab + 3), label="k")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     rng = np.random.default_rng(seed)
-    logits = np.stack([rng.permutation(vocab) for _ in range(rows)]).astype(float)  # distinct per row
+    logits = np.stack([rng.permutation(vocab) for _ in range(rows)]).astype(
+        float
+    )  # distinct per row
     kept = np.isfinite(filter_logits(logits, top_k=k))
     assert (kept == (logits >= vocab - min(k, vocab))).all()
 
 
-@given(rows=st.integers(1, 4), vocab=st.integers(1, 30), top_p=st.floats(0.02, 0.98), data=st.data())
+@given(
+    rows=st.integers(1, 4), vocab=st.integers(1, 30), top_p=st.floats(0.02, 0.98), data=st.data()
+)
 def test_top_p_keeps_the_smallest_set_reaching_the_mass(rows, vocab, top_p, data):
     seed = data.draw(st.integers(0, 2**16), label="seed")
     logits = 2 * np.random.default_rng(seed).standard_normal((rows, vocab))
@@ -501,31 +580,32 @@ def test_non_integer_top_k_is_a_clear_error():
         filter_logits(np.zeros((2, 5)), top_k=2.5)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # The objective (tinyllm/objectives/language_model.py): shifted windows and the loss of eq. 11.2
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_get_batch_windows_and_shift():
     tokens = np.arange(1000, 1100, dtype=np.uint16)
     x, y = get_batch(tokens, batch_size=8, context_length=16, rng=np.random.default_rng(0))
-    starts = np.random.default_rng(0).integers(0, 100 - 16 - 1, 8)   # the reference's draw
+    starts = np.random.default_rng(0).integers(0, 100 - 16 - 1, 8)  # the reference's draw
     assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == np.int64
     np.testing.assert_array_equal(x[:, 0], 1000 + starts)
     np.testing.assert_array_equal(x, 1000 + starts[:, None] + np.arange(16))
-    np.testing.assert_array_equal(y, x + 1)                           # y is x shifted by one
+    np.testing.assert_array_equal(y, x + 1)  # y is x shifted by one
 
 
 def test_get_batch_shortest_data_and_error():
     x, y = get_batch(np.arange(6), batch_size=3, context_length=4, rng=np.random.default_rng(1))
-    np.testing.assert_array_equal(x, np.tile(np.arange(4), (3, 1)))   # only start 0 fits
+    np.testing.assert_array_equal(x, np.tile(np.arange(4), (3, 1)))  # only start 0 fits
     np.testing.assert_array_equal(y, x + 1)
     with pytest.raises(ValueError, match=r"needs at least T \+ 2 = 6"):
         get_batch(np.arange(5), batch_size=3, context_length=4, rng=np.random.default_rng(1))
 
 
 def test_next_token_loss_is_eq_11_2():
-    """The mean over B T positions of -log softmax(z_{b,t})[y_{b,t}], and its gradient (eq. 3.11)."""
+    """The mean over B T positions of -log softmax(z_{b,t})[y_{b,t}], and its gradient (eq.
+    3.11)."""
     rng = np.random.default_rng(4)
     z, y = rng.normal(size=(3, 5, 7)), rng.integers(0, 7, size=(3, 5))
     logits = tl.tensor(z, requires_grad=True)
@@ -534,9 +614,12 @@ def test_next_token_loss_is_eq_11_2():
     log_probs = numpy_log_softmax(z)
     expected = -np.take_along_axis(log_probs, y[..., None], axis=-1).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-13)
-    np.testing.assert_allclose(logits.grad.numpy(), (np.exp(log_probs) - np.eye(7)[y]) / 15,
-                               rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match=r"next_token_loss expected logits \(B, T, V\), got \(5, 7\)"):
+    np.testing.assert_allclose(
+        logits.grad.numpy(), (np.exp(log_probs) - np.eye(7)[y]) / 15, rtol=1e-12, atol=1e-15
+    )
+    with pytest.raises(
+        ValueError, match=r"next_token_loss expected logits \(B, T, V\), got \(5, 7\)"
+    ):
         next_token_loss(tl.tensor(z[0]), y[0])
     with pytest.raises(ValueError, match=r"next_token_loss expected targets of shape \(B, T\)"):
         next_token_loss(logits, y[:, :4])
@@ -545,7 +628,9 @@ def test_next_token_loss_is_eq_11_2():
 def test_language_model_task_loss_is_next_token_loss_of_the_model():
     """The trainer's loss is eq. 11.2 on the model's logits: the same number the model computes."""
     train_ids = random_ids(200, 12)
-    task = LanguageModelTask(train_ids, train_ids[:50], batch_size=4, context_length=TINY.context_length)
+    task = LanguageModelTask(
+        train_ids, train_ids[:50], batch_size=4, context_length=TINY.context_length
+    )
     model = tiny_gpt()
     x, y = task.batch("train", np.random.default_rng(2))
     np.testing.assert_array_equal(y[:, :-1], x[:, 1:])

@@ -1,12 +1,13 @@
-"""Chapter 12: the BERT model and its pretraining task (masked-language modelling + next-sentence prediction).
+"""Chapter 12: the BERT model and its pretraining task (masked-language modelling + next-sentence
+prediction).
 
-Under test: ``tinyllm/models/bert.py`` (parameter count eq. 12.5, bidirectional attention, the padding mask,
-the MLM head tied to the token embedding, the NSP head, the ``masked_positions`` shortcut, initialisation,
-input errors) and ``tinyllm/objectives/masked_lm.py``: the 80/10/10 corruption (``mask_tokens``,
-eq. 12.2), sentence pairs (``nsp_pairs``) and ``MaskedLMTask`` (its batches, its loss eq. 12.3 and its
-metrics). Evidence: float64 gradient checks of the whole MLM + NSP loss; the heads, the loss and the
-masking statistics recomputed from their definitions in NumPy; exact invariances (padding,
-bidirectionality).
+Under test: ``tinyllm/models/bert.py`` (parameter count eq. 12.5, bidirectional attention, the
+padding mask, the MLM head tied to the token embedding, the NSP head, the ``masked_positions``
+shortcut, initialisation, input errors) and ``tinyllm/objectives/masked_lm.py``: the 80/10/10
+corruption (``mask_tokens``, eq. 12.2), sentence pairs (``nsp_pairs``) and ``MaskedLMTask`` (its
+batches, its loss eq. 12.3 and its metrics). Evidence: float64 gradient checks of the whole MLM +
+NSP loss; the heads, the loss and the masking statistics recomputed from their definitions in NumPy;
+exact invariances (padding, bidirectionality).
 """
 
 import math
@@ -32,8 +33,9 @@ from tinyllm.tokenizers import BPETokenizer
 pytestmark = pytest.mark.ch12
 
 TINY = BERTConfig(vocab_size=30, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32)
-TINY_NO_DROPOUT = BERTConfig(vocab_size=30, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32,
-                             dropout=0.0)
+TINY_NO_DROPOUT = BERTConfig(
+    vocab_size=30, context_length=16, num_layers=2, num_heads=2, d_model=16, d_ff=32, dropout=0.0
+)
 
 
 def tiny_bert(seed: int = 0, config: BERTConfig = TINY) -> BERT:
@@ -73,38 +75,74 @@ def numpy_layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: fl
 numpy_erf = np.vectorize(math.erf)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Parameters (eq. 12.5)
-# ========================================================================================================
+# ==================================================================================================
 
 
 def expected_bert_shapes(config: BERTConfig) -> dict[str, tuple[int, ...]]:
     V, T, S = config.vocab_size, config.context_length, config.type_vocab_size
     C, F = config.d_model, config.d_ff
-    shapes = {"mlm_bias": (V,), "tok_emb.weight": (V, C), "pos_emb.weight": (T, C), "seg_emb.weight": (S, C),
-              "emb_ln.weight": (C,), "emb_ln.bias": (C,)}
+    shapes = {
+        "mlm_bias": (V,),
+        "tok_emb.weight": (V, C),
+        "pos_emb.weight": (T, C),
+        "seg_emb.weight": (S, C),
+        "emb_ln.weight": (C,),
+        "emb_ln.bias": (C,),
+    }
     for layer in range(config.num_layers):
         p = f"encoder.layers.{layer}."
         for norm in ("ln1", "ln2"):
             shapes[p + norm + ".weight"] = shapes[p + norm + ".bias"] = (C,)
-        for name, (fan_in, fan_out) in {"attn.q_proj": (C, C), "attn.k_proj": (C, C), "attn.v_proj": (C, C),
-                                        "attn.out_proj": (C, C), "ff.fc1": (C, F), "ff.fc2": (F, C)}.items():
+        for name, (fan_in, fan_out) in {
+            "attn.q_proj": (C, C),
+            "attn.k_proj": (C, C),
+            "attn.v_proj": (C, C),
+            "attn.out_proj": (C, C),
+            "ff.fc1": (C, F),
+            "ff.fc2": (F, C),
+        }.items():
             shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (fan_in, fan_out), (fan_out,)
-    shapes.update({"pooler.weight": (C, C), "pooler.bias": (C,),
-                   "nsp_head.weight": (C, 2), "nsp_head.bias": (2,),
-                   "mlm_dense.weight": (C, C), "mlm_dense.bias": (C,),
-                   "mlm_ln.weight": (C,), "mlm_ln.bias": (C,)})
+    shapes.update(
+        {
+            "pooler.weight": (C, C),
+            "pooler.bias": (C,),
+            "nsp_head.weight": (C, 2),
+            "nsp_head.bias": (2,),
+            "mlm_dense.weight": (C, C),
+            "mlm_dense.bias": (C,),
+            "mlm_ln.weight": (C,),
+            "mlm_ln.bias": (C,),
+        }
+    )
     return shapes
 
 
-@pytest.mark.parametrize("config", [TINY, BERTConfig(vocab_size=7, context_length=5, num_layers=1,
-                                                     num_heads=1, d_model=4, d_ff=12, type_vocab_size=3)])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TINY,
+        BERTConfig(
+            vocab_size=7,
+            context_length=5,
+            num_layers=1,
+            num_heads=1,
+            d_model=4,
+            d_ff=12,
+            type_vocab_size=3,
+        ),
+    ],
+)
 def test_parameter_count_closed_form_and_by_name(config):
     model = BERT(config, rng=np.random.default_rng(0))
     expected = expected_bert_shapes(config)
     assert {name: p.shape for name, p in model.named_parameters()} == expected
-    assert (model.num_parameters() == bert_parameter_count(config)
-            == sum(math.prod(s) for s in expected.values()))
+    assert (
+        model.num_parameters()
+        == bert_parameter_count(config)
+        == sum(math.prod(s) for s in expected.values())
+    )
 
 
 def test_parameter_count_of_bert_base():
@@ -123,9 +161,9 @@ def test_mlm_output_layer_is_the_token_embedding():
     assert len(matrices) == 1 and matrices[0] is model.tok_emb.weight
 
 
-# ========================================================================================================
+# ==================================================================================================
 # The heads, recomputed from their definitions
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_heads_follow_their_definitions():
@@ -139,11 +177,15 @@ def test_heads_follow_their_definitions():
     a = h @ weights["mlm_dense.weight"] + weights["mlm_dense.bias"]
     a = 0.5 * a * (1 + numpy_erf(a / math.sqrt(2)))
     a = numpy_layer_norm(a, weights["mlm_ln.weight"], weights["mlm_ln.bias"], TINY.eps)
-    # GELU's erf is Abramowitz & Stegun 7.1.26 (error < 1.5e-7), so the MLM logits match to ~1e-7, not 1e-12
-    np.testing.assert_allclose(mlm.numpy(), a @ weights["tok_emb.weight"].T + weights["mlm_bias"], atol=2e-6)
+    # GELU's erf is Abramowitz & Stegun 7.1.26 (error < 1.5e-7), so the MLM logits match to ~1e-7,
+    # not 1e-12
+    np.testing.assert_allclose(
+        mlm.numpy(), a @ weights["tok_emb.weight"].T + weights["mlm_bias"], atol=2e-6
+    )
     pooled = np.tanh(h[:, 0] @ weights["pooler.weight"] + weights["pooler.bias"])
-    np.testing.assert_allclose(nsp.numpy(), pooled @ weights["nsp_head.weight"] + weights["nsp_head.bias"],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        nsp.numpy(), pooled @ weights["nsp_head.weight"] + weights["nsp_head.bias"], atol=1e-12
+    )
     assert mlm.shape == (2, 16, TINY.vocab_size) and nsp.shape == (2, 2)
 
 
@@ -159,13 +201,14 @@ def test_embeddings_follow_their_definition():
         np.testing.assert_allclose(model.encode(ids, segments).numpy(), expected, atol=1e-12)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Bidirectional attention and the padding mask
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_attention_is_bidirectional():
-    """Unlike GPT, an earlier position sees a later token: change position 12 and position 2 changes."""
+    """Unlike GPT, an earlier position sees a later token: change position 12 and position 2
+    changes."""
     model = tiny_bert()
     ids = random_ids((2, 16), 3)
     changed = ids.copy()
@@ -173,11 +216,14 @@ def test_attention_is_bidirectional():
     with tl.no_grad():
         before, after = model(ids)[0].numpy(), model(changed)[0].numpy()
     # at initialisation attention is nearly uniform and its effect is small, but exactly nonzero
-    assert np.abs(before[:, :12] - after[:, :12]).max(axis=-1).min() > 1e-6  # every earlier position
+    assert (
+        np.abs(before[:, :12] - after[:, :12]).max(axis=-1).min() > 1e-6
+    )  # every earlier position
 
 
 def test_padded_positions_do_not_change_real_positions():
-    """Changing the tokens and segments under [PAD] leaves every real position and the NSP logits exact."""
+    """Changing the tokens and segments under [PAD] leaves every real position and the NSP logits
+    exact."""
     model = tiny_bert(4)
     ids, segments, mask = padded_batch(4)
     changed_ids, changed_segments = ids.copy(), segments.copy()
@@ -207,14 +253,24 @@ def test_masked_positions_path_equals_gathering_the_full_logits():
     np.testing.assert_array_equal(nsp_some.numpy(), nsp_full.numpy())
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Gradients and the loss at initialisation
-# ========================================================================================================
+# ==================================================================================================
 
 
-@pytest.mark.parametrize("name", ["tok_emb.weight", "mlm_bias", "seg_emb.weight", "emb_ln.weight",
-                                  "encoder.layers.0.attn.q_proj.weight", "encoder.layers.1.ff.fc2.bias",
-                                  "pooler.weight", "nsp_head.weight"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tok_emb.weight",
+        "mlm_bias",
+        "seg_emb.weight",
+        "emb_ln.weight",
+        "encoder.layers.0.attn.q_proj.weight",
+        "encoder.layers.1.ff.fc2.bias",
+        "pooler.weight",
+        "nsp_head.weight",
+    ],
+)
 def test_gradcheck_of_mlm_plus_nsp_loss(name):
     model = BERT(TINY_NO_DROPOUT, rng=np.random.default_rng(6)).astype(np.float64)
     ids, segments, mask = padded_batch(6)
@@ -234,7 +290,9 @@ def test_gradcheck_of_mlm_plus_nsp_loss(name):
 
 def test_losses_at_initialisation():
     """Near-uniform heads: MLM loss ~ ln V, NSP loss ~ ln 2."""
-    config = BERTConfig(vocab_size=200, context_length=32, num_layers=2, num_heads=2, d_model=32, d_ff=64)
+    config = BERTConfig(
+        vocab_size=200, context_length=32, num_layers=2, num_heads=2, d_model=32, d_ff=64
+    )
     model = BERT(config, rng=np.random.default_rng(8)).eval()
     ids = random_ids((8, 32), 9, 200)
     with tl.no_grad():
@@ -246,7 +304,9 @@ def test_losses_at_initialisation():
 
 
 def test_initialisation():
-    config = BERTConfig(vocab_size=300, context_length=64, num_layers=2, num_heads=4, d_model=128, d_ff=512)
+    config = BERTConfig(
+        vocab_size=300, context_length=64, num_layers=2, num_heads=4, d_model=128, d_ff=512
+    )
     model = BERT(config, rng=np.random.default_rng(0))
     for name, p in model.named_parameters():
         values = p.numpy()
@@ -271,9 +331,9 @@ def test_dropout_acts_in_training_mode_only():
     np.testing.assert_array_equal(c, d)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Bad inputs
-# ========================================================================================================
+# ==================================================================================================
 
 
 def test_bad_inputs_are_clear_errors():
@@ -296,11 +356,9 @@ def test_bad_inputs_are_clear_errors():
         model(random_ids((2, 8)), attention_mask=np.ones((2, 9), dtype=bool))
 
 
-# ========================================================================================================
+# ==================================================================================================
 # The pretraining task (MaskedLMTask)
-# ========================================================================================================
-
-
+# ==================================================================================================
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +367,14 @@ def task_and_model():
     cut = int(0.9 * len(text))
     tokenizer = BPETokenizer.train(text[:cut], 300, special_tokens=BERT_SPECIAL_TOKENS)
     task = MaskedLMTask(tokenizer, text[:cut], text[cut:], batch_size=4, context_length=24)
-    config = BERTConfig(vocab_size=tokenizer.vocab_size, context_length=24, num_layers=1, num_heads=2,
-                        d_model=16, d_ff=32)
+    config = BERTConfig(
+        vocab_size=tokenizer.vocab_size,
+        context_length=24,
+        num_layers=1,
+        num_heads=2,
+        d_model=16,
+        d_ff=32,
+    )
     return task, BERT(config, rng=np.random.default_rng(0)).eval()
 
 
@@ -325,7 +389,9 @@ def test_task_batches(task_and_model):
     assert chosen.any(axis=1).all() and (chosen <= mask).all()  # every row predicts something real
     assert not np.isin(labels[chosen], special).any()  # never a special token
     ordinary = mask & ~np.isin(np.where(chosen, labels, inputs), special)
-    np.testing.assert_array_equal(chosen.sum(axis=1), np.maximum(1, np.round(0.15 * ordinary.sum(axis=1))))
+    np.testing.assert_array_equal(
+        chosen.sum(axis=1), np.maximum(1, np.round(0.15 * ordinary.sum(axis=1)))
+    )
     assert set(batch["nsp_labels"].tolist()) <= {0, 1}
     again = task.batch("train", np.random.default_rng(0))
     for key in batch:
@@ -333,15 +399,17 @@ def test_task_batches(task_and_model):
 
 
 def test_task_loss_is_mlm_plus_nsp_cross_entropy(task_and_model):
-    """eq. 12.3: mean cross-entropy over the chosen positions + mean NSP cross-entropy over the pairs."""
+    """eq. 12.3: mean cross-entropy over the chosen positions + mean NSP cross-entropy over the
+    pairs."""
     task, model = task_and_model
     batch = task.batch("train", np.random.default_rng(1))
     with tl.no_grad():
         mlm, nsp = model(batch["inputs"], batch["segment_ids"], batch["attention_mask"])
         loss = task.loss(model, batch).item()
     chosen = batch["labels"] != IGNORE_INDEX
-    expected = (numpy_cross_entropy(mlm.numpy()[chosen], batch["labels"][chosen])
-                + numpy_cross_entropy(nsp.numpy(), batch["nsp_labels"]))
+    expected = numpy_cross_entropy(
+        mlm.numpy()[chosen], batch["labels"][chosen]
+    ) + numpy_cross_entropy(nsp.numpy(), batch["nsp_labels"])
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
@@ -375,7 +443,9 @@ def test_task_evaluate_recomputed(task_and_model):
 
 def test_task_evaluate_measures_the_model_without_dropout(task_and_model):
     task, eval_model = task_and_model
-    model = BERT(eval_model.config, rng=np.random.default_rng(0))  # the same weights, in training mode
+    model = BERT(
+        eval_model.config, rng=np.random.default_rng(0)
+    )  # the same weights, in training mode
     assert model.training
     metrics = task.evaluate(model, "val", iters=2, seed=3)
     assert metrics == task.evaluate(eval_model, "val", iters=2, seed=3)
@@ -385,7 +455,9 @@ def test_task_evaluate_measures_the_model_without_dropout(task_and_model):
 def test_task_errors():
     text = synthetic_play(4)
     plain = BPETokenizer.train(text, 260)
-    with pytest.raises(ValueError, match=r"needs a tokenizer with special tokens \['\[PAD\]', '\[CLS\]'"):
+    with pytest.raises(
+        ValueError, match=r"needs a tokenizer with special tokens \['\[PAD\]', '\[CLS\]'"
+    ):
         MaskedLMTask(plain, text, text, 2, 16)
     tokenizer = BPETokenizer.train(text, 270, special_tokens=BERT_SPECIAL_TOKENS)
     one_paragraph = "A:\nonly one speech here\n"
@@ -394,9 +466,9 @@ def test_task_errors():
         MaskedLMTask(tokenizer, text, one_paragraph, 2, 16)
 
 
-# ========================================================================================================
+# ==================================================================================================
 # Masking (eq. 12.2) and sentence pairs
-# ========================================================================================================
+# ==================================================================================================
 
 VOCAB, PAD, CLS, SEP, MASK = 1000, 0, 1, 2, 3
 
@@ -404,11 +476,11 @@ VOCAB, PAD, CLS, SEP, MASK = 1000, 0, 1, 2, 3
 @pytest.fixture(scope="module")
 def masked():
     rng = np.random.default_rng(0)
-    tokens = rng.integers(4, VOCAB, size=(1000, 200))     # 200k tokens
+    tokens = rng.integers(4, VOCAB, size=(1000, 200))  # 200k tokens
     tokens[:, 0], tokens[:, -1], tokens[::7, 150:] = CLS, SEP, PAD
     original = tokens.copy()
     inputs, labels = mask_tokens(tokens, MASK, VOCAB, special_ids=(PAD, CLS, SEP), rng=rng)
-    assert np.array_equal(tokens, original)               # the input is not modified
+    assert np.array_equal(tokens, original)  # the input is not modified
     return tokens, inputs, labels
 
 
@@ -416,7 +488,7 @@ def test_mask_tokens_chooses_15_percent_of_ordinary_tokens(masked):
     tokens, inputs, labels = masked
     ordinary = tokens > MASK
     chosen = labels != IGNORE_INDEX
-    assert not np.any(chosen & ~ordinary)                  # special tokens are never chosen
+    assert not np.any(chosen & ~ordinary)  # special tokens are never chosen
     assert abs(chosen.sum() / ordinary.sum() - 0.15) < 0.005
     n = ordinary.sum(axis=1)
     np.testing.assert_array_equal(chosen.sum(axis=1), np.maximum(1, np.round(0.15 * n)))
@@ -426,30 +498,33 @@ def test_mask_tokens_80_10_10(masked):
     tokens, inputs, labels = masked
     chosen = labels != IGNORE_INDEX
     np.testing.assert_array_equal(labels[chosen], tokens[chosen])
-    np.testing.assert_array_equal(inputs[~chosen], tokens[~chosen])    # the rest is untouched
+    np.testing.assert_array_equal(inputs[~chosen], tokens[~chosen])  # the rest is untouched
     as_mask = inputs[chosen] == MASK
     kept = inputs[chosen] == tokens[chosen]
     random = ~as_mask & ~kept
     assert abs(as_mask.mean() - 0.8) < 0.015
     assert abs(random.mean() - 0.1) < 0.015
     assert abs(kept.mean() - 0.1) < 0.015
-    assert np.all(inputs[chosen][random] > MASK)           # random tokens are never special
+    assert np.all(inputs[chosen][random] > MASK)  # random tokens are never special
 
 
 def test_mask_tokens_on_one_sequence():
-    tokens = np.arange(4, 24)                              # 20 ordinary tokens
+    tokens = np.arange(4, 24)  # 20 ordinary tokens
     inputs, labels = mask_tokens(tokens, MASK, 30, rng=np.random.default_rng(3))
     assert inputs.shape == labels.shape == (20,)
-    assert (labels != IGNORE_INDEX).sum() == 3             # round(0.15 * 20)
+    assert (labels != IGNORE_INDEX).sum() == 3  # round(0.15 * 20)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mask_id": 1000}, r"mask_id=1000 is outside the vocabulary \[0, 1000\)"),
-    ({"p": 0.0}, r"p must be in \(0, 1\)"),
-    ({"p": 1.0}, r"p must be in \(0, 1\)"),
-    ({"tokens": np.array([5, 1000])}, r"token ids must be in \[0, 1000\)"),
-    ({"tokens": np.array([0.5, 1.0])}, "integer ids"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mask_id": 1000}, r"mask_id=1000 is outside the vocabulary \[0, 1000\)"),
+        ({"p": 0.0}, r"p must be in \(0, 1\)"),
+        ({"p": 1.0}, r"p must be in \(0, 1\)"),
+        ({"tokens": np.array([5, 1000])}, r"token ids must be in \[0, 1000\)"),
+        ({"tokens": np.array([0.5, 1.0])}, "integer ids"),
+    ],
+)
 def test_mask_tokens_errors(kwargs, message):
     args = {"tokens": np.array([4, 5, 6]), "mask_id": MASK, "vocab_size": VOCAB} | kwargs
     with pytest.raises(ValueError, match=message):
@@ -460,8 +535,9 @@ def test_nsp_pairs_structure_and_labels():
     rng = np.random.default_rng(0)
     # Segment s starts with id 100 + s, so a row tells which segments it holds.
     segments = [[100 + s] + list(rng.integers(10, 100, rng.integers(1, 12))) for s in range(50)]
-    batch = nsp_pairs(segments, batch_size=2000, context_length=16, cls_id=CLS, sep_id=SEP,
-                      pad_id=PAD, rng=rng)
+    batch = nsp_pairs(
+        segments, batch_size=2000, context_length=16, cls_id=CLS, sep_id=SEP, pad_id=PAD, rng=rng
+    )
     assert batch.input_ids.shape == batch.segment_ids.shape == batch.attention_mask.shape
     assert batch.input_ids.shape == (2000, 16) and batch.nsp_labels.shape == (2000,)
     np.testing.assert_array_equal(batch.attention_mask, batch.input_ids != PAD)
@@ -470,22 +546,27 @@ def test_nsp_pairs_structure_and_labels():
         real = ids[ids != PAD]
         seps = np.flatnonzero(real == SEP)
         assert real[0] == CLS and len(seps) == 2 and seps[1] == len(real) - 1
-        a, b = real[1:seps[0]], real[seps[0] + 1:seps[1]]
+        a, b = real[1 : seps[0]], real[seps[0] + 1 : seps[1]]
         first, second = a[0] - 100, b[0] - 100
-        np.testing.assert_array_equal(a, segments[first][:len(a)])     # truncated from the end
-        np.testing.assert_array_equal(b, segments[second][:len(b)])
+        np.testing.assert_array_equal(a, segments[first][: len(a)])  # truncated from the end
+        np.testing.assert_array_equal(b, segments[second][: len(b)])
         full_a, full_b = len(segments[first]), len(segments[second])
-        assert len(a) + len(b) == min(full_a + full_b, 16 - 3)          # the block is used fully
+        assert len(a) + len(b) == min(full_a + full_b, 16 - 3)  # the block is used fully
         assert len(a) >= min(full_a, 6) and len(b) >= min(full_b, 6)  # only the longer is cut
         assert label == (0 if second == first + 1 else 1)
-        np.testing.assert_array_equal(seg[:len(a) + 2], 0)
-        np.testing.assert_array_equal(seg[len(a) + 2:len(real)], 1)
-        np.testing.assert_array_equal(seg[len(real):], 0)
+        np.testing.assert_array_equal(seg[: len(a) + 2], 0)
+        np.testing.assert_array_equal(seg[len(a) + 2 : len(real)], 1)
+        np.testing.assert_array_equal(seg[len(real) :], 0)
 
 
 def test_nsp_pairs_errors():
-    kwargs = {"batch_size": 2, "cls_id": CLS, "sep_id": SEP, "pad_id": PAD,
-              "rng": np.random.default_rng(0)}
+    kwargs = {
+        "batch_size": 2,
+        "cls_id": CLS,
+        "sep_id": SEP,
+        "pad_id": PAD,
+        "rng": np.random.default_rng(0),
+    }
     with pytest.raises(ValueError, match="at least 2 segments"):
         nsp_pairs([[5, 6]], context_length=8, **kwargs)
     with pytest.raises(ValueError, match="at least 5"):

@@ -30,10 +30,11 @@ PACKAGES = {name for name, path in MODULES.items() if path.name == "__init__.py"
 
 
 def imported_modules(name: str) -> set[str]:
-    """The tinyllm modules that module ``name`` imports, anywhere in its body (lazy imports count too).
+    """The tinyllm modules that module ``name`` imports, anywhere in its body (lazy imports count
+    too).
 
-    ``from tinyllm.nn import layers`` names the module tinyllm.nn.layers; ``from tinyllm.nn import Linear``
-    names the package tinyllm.nn, a node whose edges are what its ``__init__`` imports.
+    ``from tinyllm.nn import layers`` names the module tinyllm.nn.layers; ``from tinyllm.nn import
+    Linear`` names the package tinyllm.nn, a node whose edges are what its ``__init__`` imports.
     """
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -46,14 +47,17 @@ def imported_modules(name: str) -> set[str]:
             if node.level:  # relative import: climb level - 1 packages from this one
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            for alias in node.names:  # a submodule if there is one of that name, else the package's name
+            for (
+                alias
+            ) in node.names:  # a submodule if there is one of that name, else the package's name
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base)
     # every module's enclosing packages are imported before it anyway: they are no dependency
     return {t for t in found if t in MODULES and t != name and not name.startswith(t + ".")}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle as a list of modules (the first repeated at the end), or None. Iterative DFS."""
+    """One import cycle as a list of modules (the first repeated at the end), or None. Iterative
+    DFS."""
     state = dict.fromkeys(graph, "new")  # new -> open (on the current path) -> done
     for start in graph:
         if state[start] != "new":
@@ -69,7 +73,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 path.pop()
                 state[node] = "done"
             elif state[child] == "open":
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             elif state[child] == "new":
                 state[child] = "open"
                 path.append(child)
@@ -89,7 +93,9 @@ def test_no_import_cycle_among_library_modules():
 
 
 def test_the_library_never_imports_the_benchmarks():
-    benchmark = {name for name in MODULES if name == "tinyllm.bench" or name.startswith("tinyllm.bench.")}
+    benchmark = {
+        name for name in MODULES if name == "tinyllm.bench" or name.startswith("tinyllm.bench.")
+    }
     for name in MODULES:
         if name in benchmark or name == "tinyllm.cli":
             continue
@@ -109,8 +115,12 @@ def test_the_engine_reads_in_one_sitting():
 @pytest.mark.parametrize("name", sorted(n for n in MODULES))
 def test_library_files_are_short_and_lines_narrow(name):
     path = MODULES[name]
-    assert line_count(path) <= FILE_MAX_LINES, f"{path.name} has {line_count(path)} lines: split it by concept"
-    long = [i for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > LINE_MAX_CHARS]
+    assert line_count(path) <= FILE_MAX_LINES, (
+        f"{path.name} has {line_count(path)} lines: split it by concept"
+    )
+    long = [
+        i for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > LINE_MAX_CHARS
+    ]
     assert not long, f"{path.name}: lines {long} are longer than {LINE_MAX_CHARS} characters"
 
 
@@ -118,8 +128,11 @@ def test_each_constant_is_defined_in_one_file():
     where: dict[str, list[str]] = {}
     for name, path in MODULES.items():
         for node in ast.parse(path.read_text()).body:
-            targets = node.targets if isinstance(node, ast.Assign) else (
-                [node.target] if isinstance(node, ast.AnnAssign) else [])
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+            )
             for target in targets:
                 if isinstance(target, ast.Name) and target.id.isupper() and len(target.id) > 1:
                     where.setdefault(target.id, []).append(name)

@@ -1,4 +1,5 @@
-"""Every chapter is paired with its notebook, and every notebook runs top to bottom (in FAST mode)."""
+"""Every chapter is paired with its notebook, and every notebook runs top to bottom (in FAST
+mode)."""
 
 import os
 from pathlib import Path
@@ -30,7 +31,8 @@ def test_every_chapter_has_a_notebook_and_back():
 
 @pytest.mark.parametrize("chapter", [_chapter_param(p) for p in CHAPTERS])
 def test_chapter_and_notebook_in_sync(chapter: Path):
-    """The notebook holds exactly the chapter's cells (re-pair with `jupytext --sync chapters/NN_x.md`)."""
+    """The notebook holds exactly the chapter's cells (re-pair with `jupytext --sync
+    chapters/NN_x.md`)."""
     from_markdown = jupytext.read(chapter)
     notebook = nbformat.read(ROOT / "notebooks" / f"{chapter.stem}.ipynb", as_version=4)
     assert _sources(from_markdown) == _sources(notebook), (
@@ -40,13 +42,22 @@ def test_chapter_and_notebook_in_sync(chapter: Path):
 
 @pytest.mark.parametrize("chapter", [_chapter_param(p) for p in CHAPTERS])
 def test_notebook_executes(chapter: Path, tmp_path):
-    """Run the notebook top to bottom with TINYLLM_FAST=1 (its small setting); any error fails the test."""
+    """Run the notebook top to bottom with TINYLLM_FAST=1 (its small setting); any error fails the
+    test."""
     notebook = nbformat.read(ROOT / "notebooks" / f"{chapter.stem}.ipynb", as_version=4)
     os.environ["TINYLLM_FAST"] = "1"
     os.environ["MPLBACKEND"] = "Agg"
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
