@@ -6,7 +6,7 @@
     y.backward()          # x.grad == 2 * x
 
 Read it in chapter order: backend -> autograd -> ops -> shape_ops -> tensor -> creation -> gradcheck
-(chapters 01-02), then nn/ (03-08), optim/ (09), tokenizers and data (10), models, train and
+(chapters 01-02), then nn/ (03-08), optim/ (09), tokenizers and corpus (10), models, train and
 sampling (11-12).
 """
 

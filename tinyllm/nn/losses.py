@@ -48,7 +48,7 @@ def _leading_name(ndim: int) -> str:
     return {1: "()", 2: "(N,)", 3: "(B, T)"}.get(ndim, "(...)")
 
 
-def _as_targets(targets: ClassIds, logits: Tensor, name: str):
+def as_targets(targets: ClassIds, logits: Tensor, name: str):
     """Integer class ids as an array on ``logits``' device, shaped like ``logits`` without its
     last axis."""
     if isinstance(targets, Tensor):
@@ -72,7 +72,8 @@ def _as_targets(targets: ClassIds, logits: Tensor, name: str):
     return to_device(targets, device_of(logits.data))
 
 
-def _check_logits(logits: Tensor, name: str) -> None:
+def check_logits(logits: Tensor, name: str) -> None:
+    """Refuse what no classification loss can use (``name`` is the loss, for the message)."""
     if not isinstance(logits, Tensor):
         raise TypeError(f"{name} expects logits as a Tensor, got {type(logits).__name__}")
     if logits.ndim < 1 or logits.shape[-1] == 0:
@@ -188,12 +189,12 @@ def cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int = IGNORE_
 def _validate_cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int,
                             label_smoothing: float, reduction: str, name: str = "cross_entropy"):
     """Check every argument; return the targets as an integer array on the logits' device."""
-    _check_logits(logits, name)
+    check_logits(logits, name)
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name} reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{name} label_smoothing must be in [0, 1], got {label_smoothing}")
-    targets = _as_targets(targets, logits, name)
+    targets = as_targets(targets, logits, name)
     num_classes = logits.shape[-1]
     bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
     if bool(bad.any()):

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinyllm.backend import get_array_module
 from tinyllm.nn import Module
-from tinyllm.nn.losses import IGNORE_INDEX, ClassIds, _as_targets, _check_logits, cross_entropy
+from tinyllm.nn.losses import IGNORE_INDEX, ClassIds, as_targets, check_logits, cross_entropy
 from tinyllm.tensor import Tensor, no_grad
 
 
@@ -49,10 +49,10 @@ def next_token_loss(logits: Tensor, targets: ClassIds, ignore_index: int = IGNOR
     target is ``ignore_index`` do not count. dL/dz_{b,t} = (softmax(z_{b,t}) - onehot(y_{b,t})) / N,
     N the number of counted positions (eqs. 3.11, 3.13).
     """
-    _check_logits(logits, "next_token_loss")
+    check_logits(logits, "next_token_loss")
     if logits.ndim != 3:
         raise ValueError(f"next_token_loss expected logits (B, T, V), got {logits.shape}")
-    targets = _as_targets(targets, logits, "next_token_loss")
+    targets = as_targets(targets, logits, "next_token_loss")
     return cross_entropy(logits, targets, ignore_index=ignore_index)
 
 
@@ -63,10 +63,10 @@ def lm_loss(logits: Tensor, tokens: ClassIds, ignore_index: int = IGNORE_INDEX) 
     The last position has no next token, so its target is ``ignore_index``: this is
     :func:`next_token_loss` over B * (T - 1) counted positions, with no copy of the logits.
     """
-    _check_logits(logits, "lm_loss")
+    check_logits(logits, "lm_loss")
     if logits.ndim != 3:
         raise ValueError(f"lm_loss expected logits (B, T, V), got {logits.shape}")
-    tokens = _as_targets(tokens, logits, "lm_loss")
+    tokens = as_targets(tokens, logits, "lm_loss")
     if tokens.shape[1] < 2:
         raise ValueError("lm_loss needs sequences of T >= 2 tokens (one to read, one to predict), "
                          f"got T = {tokens.shape[1]}")

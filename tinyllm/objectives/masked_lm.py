@@ -20,7 +20,7 @@ import numpy as np
 
 from tinyllm.backend import get_array_module, to_numpy
 from tinyllm.nn import Module
-from tinyllm.nn.losses import IGNORE_INDEX, ClassIds, _as_targets, _check_logits, cross_entropy
+from tinyllm.nn.losses import IGNORE_INDEX, ClassIds, as_targets, check_logits, cross_entropy
 from tinyllm.tensor import Tensor, no_grad
 from tinyllm.tokenizers import BPETokenizer
 
@@ -77,8 +77,8 @@ def mask_tokens(tokens: np.ndarray, mask_id: int, vocab_size: int, special_ids: 
 
 def _labelled_rows(logits: Tensor, labels: ClassIds, name: str):
     """The flat rows of logits (..., V) whose label is not IGNORE_INDEX, and those labels."""
-    _check_logits(logits, name)
-    labels = _as_targets(labels, logits, name).reshape(-1)  # (N,)
+    check_logits(logits, name)
+    labels = as_targets(labels, logits, name).reshape(-1)  # (N,)
     rows = get_array_module(labels).flatnonzero(labels != IGNORE_INDEX)  # (K,)
     return rows, labels[rows]
 
@@ -175,10 +175,10 @@ def nsp_loss(logits: Tensor, labels: ClassIds) -> Tensor:
     ``logits`` (B, 2) from the classifier on the [CLS] vector, ``labels`` (B,) with BERT's
     convention 0 = IsNext (sentence B follows sentence A in the corpus), 1 = NotNext (B is random).
     """
-    _check_logits(logits, "nsp_loss")
+    check_logits(logits, "nsp_loss")
     if logits.ndim != 2 or logits.shape[1] != 2:
         raise ValueError(f"nsp_loss expected logits (B, 2), got {logits.shape}")
-    labels = _as_targets(labels, logits, "nsp_loss")
+    labels = as_targets(labels, logits, "nsp_loss")
     if bool(((labels != 0) & (labels != 1)).any()):
         raise ValueError("nsp_loss labels must be 0 (IsNext) or 1 (NotNext), got values "
                          f"{sorted(set(to_numpy(labels).tolist()))}")
