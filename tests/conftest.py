@@ -8,14 +8,15 @@ from threadpoolctl import threadpool_limits
 
 import tinyllm as tl
 
-# The suite runs as two workers on two cores (pytest -n 2). Each would start a pool of BLAS threads; with
-# more threads than cores OpenBLAS threads spin-wait on each other and small matrix products get 30-200x
-# slower. One BLAS thread per worker keeps the cores busy without that.
+# The suite runs as two workers on two cores (pytest -n 2). Each would start a pool of BLAS threads;
+# with more threads than cores OpenBLAS threads spin-wait on each other and small matrix products
+# get 30-200x slower. One BLAS thread per worker keeps the cores busy without that.
 threadpool_limits(limits=1)
 os.environ["OPENBLAS_NUM_THREADS"] = "1"  # inherited by the notebook kernels the tests start
 os.environ["OMP_NUM_THREADS"] = "1"
 
-# Gradient checks are slow per example; a moderate number of examples keeps the suite fast on 2 cores.
+# Gradient checks are slow per example; a moderate number of examples keeps the suite fast on 2
+# cores.
 settings.register_profile(
     "tinyllm", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -28,7 +29,9 @@ DEVICES = [
         "cuda",
         marks=[
             pytest.mark.gpu,
-            pytest.mark.skipif(not tl.cuda_available(), reason="no CUDA GPU (CuPy missing or no device)"),
+            pytest.mark.skipif(
+                not tl.cuda_available(), reason="no CUDA GPU (CuPy missing or no device)"
+            ),
         ],
     ),
 ]

@@ -143,11 +143,21 @@ def test_bpe_round_trip_on_any_unicode(bpe, text):
     assert bpe.decode(bpe.encode(text)) == text
 
 
-@pytest.mark.parametrize("text", [
-    "", " ", "  leading and trailing  ", "tabs\tand\r\nnewlines\n\n",
-    "emoji 🙂👩‍👩‍👧 and flags 🇫🇷", "combining e\u0301 and naïve", "漢字かなカナ", "عربى עברית",
-    "snake_case_name __init__ 3.14159 1,000,000", "it's can't we'll I'd",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "  leading and trailing  ",
+        "tabs\tand\r\nnewlines\n\n",
+        "emoji 🙂👩‍👩‍👧 and flags 🇫🇷",
+        "combining e\u0301 and naïve",
+        "漢字かなカナ",
+        "عربى עברית",
+        "snake_case_name __init__ 3.14159 1,000,000",
+        "it's can't we'll I'd",
+    ],
+)
 def test_bpe_round_trip_on_hard_strings(bpe, text):
     assert bpe.decode(bpe.encode(text)) == text
 
@@ -166,7 +176,7 @@ def test_merges_reduce_the_token_count(train_text):
 def test_merges_never_cross_a_word_boundary(bpe):
     # A learned token is one pre-tokenized piece: a space may only lead it (" the"), unless
     # the token is all whitespace.
-    for token in bpe.vocab[256:256 + len(bpe.merges)]:
+    for token in bpe.vocab[256 : 256 + len(bpe.merges)]:
         if token.strip():
             assert b" " not in token[1:], token
 
@@ -177,6 +187,7 @@ def test_encoding_applies_merges_to_the_training_words(bpe):
 
 
 # ----------------------------------------------------------------------------- special tokens
+
 
 def test_special_tokens_get_the_last_ids(bpe):
     first = 256 + len(bpe.merges)
@@ -203,10 +214,11 @@ def test_special_tokens_as_plain_text_when_not_allowed(bpe):
 def test_training_ignores_special_tokens():
     text = "<|endoftext|>".join(["hello world"] * 50)
     tok = BPETokenizer.train(text, vocab_size=256 + 30 + 1, special_tokens=["<|endoftext|>"])
-    assert all(b"|" not in t and b"<" not in t for t in tok.vocab[256:256 + len(tok.merges)])
+    assert all(b"|" not in t and b"<" not in t for t in tok.vocab[256 : 256 + len(tok.merges)])
 
 
 # ----------------------------------------------------------------------------- saving, errors
+
 
 def test_bpe_save_load_gives_identical_encodings(tmp_path, bpe, train_text):
     bpe.save(tmp_path / "bpe.json")
@@ -220,7 +232,7 @@ def test_bpe_save_load_gives_identical_encodings(tmp_path, bpe, train_text):
 
 def test_corrupt_tokenizer_file_is_a_clear_error(tmp_path):
     path = tmp_path / "bpe.json"
-    path.write_text('{"type": "bpe", "merges": [[97, 98]')      # cut off mid-file
+    path.write_text('{"type": "bpe", "merges": [[97, 98]')  # cut off mid-file
     with pytest.raises(TokenizerError, match="not a valid tokenizer file"):
         BPETokenizer.load(path)
 
@@ -235,7 +247,7 @@ def test_merge_of_an_unknown_id_is_a_clear_error(tmp_path):
     path = tmp_path / "bpe.json"
     BPETokenizer([(97, 98)]).save(path)
     obj = json.loads(path.read_text())
-    obj["merges"].append([256, 300])                                # 300 does not exist yet
+    obj["merges"].append([256, 300])  # 300 does not exist yet
     path.write_text(json.dumps(obj))
     with pytest.raises(TokenizerError, match="merge 1 must join two existing ids < 257"):
         BPETokenizer.load(path)
@@ -249,7 +261,7 @@ def test_missing_tokenizer_file_is_a_clear_error(tmp_path):
 def test_bpe_decode_errors(bpe):
     with pytest.raises(TokenizerError, match="outside the vocabulary"):
         bpe.decode([bpe.vocab_size])
-    assert bpe.decode([0xE2]) == "\ufffd"        # a cut-off UTF-8 sequence decodes to U+FFFD
+    assert bpe.decode([0xE2]) == "\ufffd"  # a cut-off UTF-8 sequence decodes to U+FFFD
 
 
 def test_vocab_size_too_small_is_a_clear_error():
@@ -257,13 +269,15 @@ def test_vocab_size_too_small_is_a_clear_error():
         BPETokenizer.train("abc", vocab_size=257, special_tokens=["[PAD]", "[CLS]"])
 
 
-# ----------------------------------------------------------------------------- the chapter's closed forms
+# ----------------------------------------------------------------------------- the chapter's closed
+# forms
+
 
 def replace_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """One merge, left to right, written independently of the library's ``_merge``."""
     merged, i = [], 0
     while i < len(ids):
-        if tuple(ids[i:i + 2]) == pair:
+        if tuple(ids[i : i + 2]) == pair:
             merged.append(new_id)
             i += 2
         else:
@@ -275,24 +289,25 @@ def replace_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int
 @settings(max_examples=200)
 @given(st.text(alphabet="abc", max_size=30), st.sampled_from(["ab", "ba", "aa", "cc"]))
 def test_pair_count_update_occurrence_by_occurrence(word, pair_text):
-    # Eq. 10.7: merging A B -> Z inside "x A B y" removes (x, A), (A, B), (B, y) and adds (x, Z), (Z, y),
-    # applied left to right with the current left neighbour. The updated counts equal a recount.
+    # Eq. 10.7: merging A B -> Z inside "x A B y" removes (x, A), (A, B), (B, y) and adds (x, Z),
+    # (Z, y), applied left to right with the current left neighbour. The updated counts equal a
+    # recount.
     a, b = pair_text.encode()
     z = 256
-    merged = BPETokenizer([(a, b)]).encode(word)        # a run of letters is one pre-tokenized piece
+    merged = BPETokenizer([(a, b)]).encode(word)  # a run of letters is one pre-tokenized piece
     seq = list(word.encode())
     counts = Counter(zip(seq, seq[1:]))
     i = 0
     while i + 1 < len(seq):
         if (seq[i], seq[i + 1]) == (a, b):
             counts[(a, b)] -= 1
-            if i > 0:                                   # x exists (it may be a Z made just before)
+            if i > 0:  # x exists (it may be a Z made just before)
                 counts[(seq[i - 1], a)] -= 1
                 counts[(seq[i - 1], z)] += 1
-            if i + 2 < len(seq):                        # y exists
+            if i + 2 < len(seq):  # y exists
                 counts[(b, seq[i + 2])] -= 1
                 counts[(z, seq[i + 2])] += 1
-            seq[i:i + 2] = [z]
+            seq[i : i + 2] = [z]
         i += 1
     assert seq == merged
     assert min(counts.values(), default=0) >= 0
@@ -320,7 +335,7 @@ def test_each_merge_saves_its_count_and_counts_never_rise(train_text):
     word_counts = Counter(PRETOKENIZE.findall(text))
     lengths, chosen_counts = [], []
     for k in range(num_merges + 1):
-        prefix = BPETokenizer(tok.merges[:k])            # the training state after k merges (eq. 10.9)
+        prefix = BPETokenizer(tok.merges[:k])  # the training state after k merges (eq. 10.9)
         states = {w: prefix.encode(w) for w in word_counts}
         lengths.append(sum(f * len(states[w]) for w, f in word_counts.items()))
         if k < num_merges:
@@ -328,7 +343,7 @@ def test_each_merge_saves_its_count_and_counts_never_rise(train_text):
             for w, f in word_counts.items():
                 for pair in zip(states[w], states[w][1:]):
                     counts[pair] += f
-            assert counts[tok.merges[k]] == max(counts.values())              # eq. 10.4
+            assert counts[tok.merges[k]] == max(counts.values())  # eq. 10.4
             chosen_counts.append(counts[tok.merges[k]])
     assert lengths[0] == len(text.encode("utf-8")) and lengths[-1] == len(tok.encode(text))
     self_pairs = 0
@@ -339,5 +354,5 @@ def test_each_merge_saves_its_count_and_counts_never_rise(train_text):
         else:
             self_pairs += 1
             assert 0 < saved <= chosen_counts[k]
-    assert self_pairs >= 1                                # the A = B case is exercised ("ll")
+    assert self_pairs >= 1  # the A = B case is exercised ("ll")
     assert all(later <= earlier for earlier, later in zip(chosen_counts, chosen_counts[1:]))

@@ -3,7 +3,8 @@
 - no import cycle among tinyllm's modules (a file imports only from the floors below it);
 - nothing in the library imports the benchmarks, except the `tinyllm bench` command itself;
 - the engine stays short enough to read in one sitting, and no library file grows past ~350 lines;
-- library lines stay within 100 characters (the ruff setting in pyproject.toml);
+- library, test and benchmark lines stay within 100 characters (the ruff setting in
+  pyproject.toml);
 - each upper-case constant is defined in one file only.
 """
 
@@ -122,6 +123,17 @@ def test_library_files_are_short_and_lines_narrow(name):
         i for i, line in enumerate(path.read_text().splitlines(), 1) if len(line) > LINE_MAX_CHARS
     ]
     assert not long, f"{path.name}: lines {long} are longer than {LINE_MAX_CHARS} characters"
+
+
+@pytest.mark.parametrize("folder", ["tests", "benchmarks"])
+def test_test_and_benchmark_lines_are_narrow(folder):
+    long = [
+        f"{path.name}:{i}"
+        for path in sorted((LIBRARY.parent / folder).glob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if len(line) > LINE_MAX_CHARS
+    ]
+    assert not long, f"lines longer than {LINE_MAX_CHARS} characters: {', '.join(long)}"
 
 
 def test_each_constant_is_defined_in_one_file():
