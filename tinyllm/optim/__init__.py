@@ -17,6 +17,7 @@ the state a checkpoint needs, as a dict), ``schedules.py`` (warm-up + cosine, in
 ``tinyllm.train.train_step`` is this loop body, with an ``LRScheduler`` setting the rate.
 """
 
+from tinyllm.optim.adagrad import Adagrad  # AdaGrad, for GloVe (chapter 18)
 from tinyllm.optim.clipping import clip_grad_norm_
 from tinyllm.optim.optimizers import (
     SGD,
@@ -30,6 +31,7 @@ from tinyllm.optim.schedules import LRScheduler, inverse_sqrt, set_lr, warmup_co
 __all__ = [
     "SGD",
     "Adam",
+    "Adagrad",
     "AdamW",
     "LRScheduler",
     "Optimizer",
