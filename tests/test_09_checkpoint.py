@@ -391,7 +391,7 @@ def test_header_entries_that_do_not_fit_the_data(tmp_path):
         ({"w": {"dtype": "F32", "shape": [5], "data_offsets": [0, 20]}}, "needs bytes 0..20 of 16"),
         ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}},
          "expected 16 bytes for shape"),
-        ({"w": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}},
+        ({"w": {"dtype": "C128", "shape": [2], "data_offsets": [0, 16]}},
          "malformed header entry for 'w'"),
         ({"w": {"dtype": "F32", "shape": [4]}}, "malformed header entry for 'w'"),
         ({"w": 5}, "malformed header entry for 'w'"),

@@ -1,4 +1,4 @@
-"""What every op shares: gradient mode, the Function contract, unbroadcast (chapters 01 and 02).
+"""What every op shares: grad mode, the Function contract, unbroadcast, axes (chapters 01-02).
 
 Only raw arrays here: ``ops.py`` and ``shape_ops.py`` subclass :class:`Function`, and ``tensor.py``
 builds Tensor, ``apply`` and the backward walk on top.
@@ -7,7 +7,10 @@ builds Tensor, ``apply`` and the backward walk on top.
 from __future__ import annotations
 
 import contextlib
+import operator
 from typing import Iterator
+
+from numpy.exceptions import AxisError
 
 _grad_enabled = True
 
@@ -34,11 +37,12 @@ class Function:
     A subclass writes ``forward(*arrays) -> array`` and ``backward(grad)``, which returns one
     gradient per input (a tuple for several; ``None`` for an input that gets none), possibly in the
     broadcast shape. Recording sets ``inputs`` and ``needs_input_grad`` (one bool per input, so that
-    a backward can skip a gradient nobody needs).
+    a backward can skip a gradient nobody needs). An instance is one node: ``apply`` runs it once.
     """
 
     inputs: tuple = ()  # the input Tensors, set when the node is recorded
     needs_input_grad: tuple[bool, ...] = ()
+    applied = False  # set by apply: a second call would overwrite what the first saved
     released = False
 
     def release(self) -> None:
@@ -55,3 +59,20 @@ def unbroadcast(grad, shape: tuple[int, ...]):
     stretched = [extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1]
     axes = (*range(extra), *stretched)  # ... and axes of length 1 that it stretched
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
+    """``axis`` (None: all; an int; a tuple) as axes in 0..ndim-1, checked as NumPy does: TypeError
+    if not integers, AxisError out of -ndim..ndim-1, ValueError if repeated; ``what``: the op."""
+    axes = range(ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    if any(isinstance(a, bool) for a in axes):  # operator.index(True) would be 1
+        raise TypeError(f"{what}: an axis must be an integer, got {axis!r}")
+    axes = [operator.index(a) for a in axes]  # a TypeError for 1.5 or [0], as in NumPy
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise AxisError(f"{what}: axis {a} is out of bounds for array of dimension {ndim}; "
+                            f"an axis must be in range({-ndim}, {ndim})")
+    axes = tuple(a % ndim for a in axes)
+    if len(set(axes)) < len(axes):
+        raise ValueError(f"{what}: repeated axis in {axis}; name each axis once")
+    return axes

@@ -11,9 +11,13 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import json
+import math
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +25,7 @@ from tinyllm.backend import DeviceError
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.corpus import CorpusError
 from tinyllm.runtime import limit_blas_threads
-from tinyllm.tokenizers import TokenizerError
+from tinyllm.tokenizers import CharTokenizer, TokenizerError
 
 # errors a user can fix: printed as one line, no traceback
 USER_ERRORS = (FileNotFoundError, CheckpointError, CorpusError, TokenizerError, DeviceError,
@@ -58,6 +62,12 @@ def _train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out exactly, with its own settings "
                    "(--iters may extend it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (without it, a folder holding a run is refused;"
+                        " the old checkpoint stays until the new run saves its first)")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: continue even if the training text's size or SHA-256 "
+                        "differs from what the checkpoint recorded")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -67,7 +77,8 @@ def _sample_parser(commands) -> None:
                                         "`tinyllm train`.")
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint file, or the run folder that holds it")
-    p.add_argument("--prompt", default="\n", help='text to continue (default: a newline)')
+    p.add_argument("--prompt", help="text to continue (default: a newline, or the model's first "
+                                    "character if its text had no newline)")
     p.add_argument("--tokens", type=int, default=500, help="number of new tokens (default 500)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="0 = greedy; higher = more random")
@@ -111,11 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args):
+    from tinyllm.runs import RunError, check_out_dir
     from tinyllm.train import TRAIN_PRESETS, saved_train_config
 
+    if args.resume and args.overwrite:
+        raise RunError("--resume continues the run in --out and --overwrite replaces it: "
+                       "give one of them, not both")
+    if args.allow_changed_data and not args.resume:
+        raise RunError("--allow-changed-data only applies with --resume")
     base = TRAIN_PRESETS["shakespeare-char" if args.model == "gpt" else "shakespeare-bert"]
     out = args.out or f"runs/{args.preset or base.preset}"
     if args.resume:  # the run's own settings; only what the command line names changes (--iters)
+        check_out_dir(Path(out), create=False)  # a file is not a run folder
         base = saved_train_config(out)
     overrides = {"preset": args.preset, "data": args.data, "corpus": args.corpus,
                  "tokenizer": args.tokenizer, "iters": args.iters, "batch_size": args.batch_size,
@@ -126,6 +144,8 @@ def _train_config(args):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
                              f"got {getattr(config, name)}")
+    if not math.isfinite(config.lr):
+        raise ValueError(f"--lr must be a finite number, got {config.lr}")
     return dataclasses.replace(config, out_dir=out)
 
 
@@ -133,42 +153,90 @@ def cmd_train(args) -> None:
     from tinyllm.train import train
 
     config = _train_config(args)
-    if args.threads is not None:
-        limit_blas_threads(args.threads)
-    metrics = train(config, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(metrics, indent=2))
+    set_threads("train", args.threads)
+    metrics = train(config, resume=args.resume, progress=not args.no_progress,
+                    overwrite=args.overwrite, allow_changed_data=args.allow_changed_data)
+    print(json.dumps(metrics, indent=2, allow_nan=False))  # train() wrote inf and nan as null
     if metrics.get("interrupted"):
         return
     print(f"wrote {config.out_dir}/checkpoint.safetensors, loss.png and metrics.json")
     if config.model == "gpt" and config.sample_tokens > 0:
         print("\n--- sample (temperature 0.8) ---")
-        print(generate_text(config.out_dir, "\n", config.sample_tokens, temperature=0.8, seed=0))
+        print(generate_text(config.out_dir, None, config.sample_tokens, temperature=0.8, seed=0))
 
 
-def generate_text(checkpoint: str, prompt: str, tokens: int, temperature: float = 0.8, top_k=None,
-                  top_p=None, seed: int = 0, use_cache: bool = True, device: str = "cpu") -> str:
-    """Load a GPT checkpoint and continue ``prompt`` by ``tokens`` tokens; returns both, joined."""
+def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature: float = 0.8,
+                  top_k=None, top_p=None, seed: int = 0, use_cache: bool = True,
+                  device: str = "cpu", on_text=None) -> str:
+    """Load a GPT checkpoint and continue ``prompt`` by ``tokens`` tokens; returns both, joined.
+
+    ``prompt=None``: a newline, or the first character of the model's alphabet if a character
+    model never saw a newline (a text file without line breaks).
+
+    ``on_text(piece)``, if given, receives the text as it is made: the prompt, then each token's
+    characters (a token that ends inside a UTF-8 character waits for the next one); the pieces
+    join to the returned text. Every argument is checked before the checkpoint is read.
+    """
     from tinyllm.checkpoint import load_checkpoint
     from tinyllm.models import GPT
+    from tinyllm.sampling import check_sampling
 
+    check_sampling(temperature, top_k, top_p)
+    if tokens < 0:
+        raise ValueError(f"--tokens must be >= 0, got {tokens}")
+    if prompt is not None and not prompt:
+        raise ValueError("the prompt is empty: give at least one character, e.g. --prompt $'\\n'")
     model, tokenizer, _ = load_checkpoint(checkpoint)
     if not isinstance(model, GPT):
         raise ValueError(f"{checkpoint} holds a BERT, which does not generate text; "
                          "use `tinyllm fill` for it")
-    if not prompt:
-        raise ValueError("the prompt is empty: give at least one character, e.g. --prompt $'\\n'")
-    ids = np.array([tokenizer.encode(prompt)], dtype=np.int64)  # (1, T0); unknown characters raise
+    if prompt is None:  # a newline, unless a character model never saw one
+        chars = getattr(tokenizer, "chars", None)  # CharTokenizer only: BPE knows every byte
+        prompt = "\n" if chars is None or "\n" in chars else chars[0]
+    vocab_size = tokenizer.vocab_size
+    if top_k is not None and top_k > vocab_size:
+        raise ValueError(f"--top-k {top_k} is more than the V = {vocab_size} tokens of this "
+                         f"model: use 1 to {vocab_size}, or leave it out to keep every token")
+    ids = _encode_prompt(tokenizer, prompt)
     model.to(device)
-    out = model.generate(ids, tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         rng=np.random.default_rng(seed), use_cache=use_cache)
-    return tokenizer.decode(out[0].tolist())
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # bytes may end mid-char
+    pieces: list[str] = []
+
+    def emit(piece: str) -> None:
+        pieces.append(piece)
+        if on_text is not None and piece:
+            on_text(piece)
+
+    emit(decoder.decode(tokenizer.decode_bytes(ids)))
+    for next_ids in model.generate_stream(np.array([ids], dtype=np.int64), tokens, temperature,
+                                          top_k, top_p, np.random.default_rng(seed), use_cache):
+        emit(decoder.decode(tokenizer.decode_bytes([int(next_ids[0])])))  # next_ids: (1,)
+    emit(decoder.decode(b"", final=True))  # the end: whatever the decoder still holds
+    return "".join(pieces)
+
+
+def _encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """The prompt's ids; a character the model's CharTokenizer lacks is named, with what to do."""
+    try:
+        return tokenizer.encode(prompt)
+    except TokenizerError:
+        if not isinstance(tokenizer, CharTokenizer):
+            raise
+        known = "".join(tokenizer.chars)
+        raise TokenizerError(f"--prompt has {tokenizer.unknown_characters(prompt)}; this model "
+                             f"knows only the {len(known)} characters {known!r}: remove the "
+                             "others, or train a model with --tokenizer bpe (every character "
+                             "is known: byte-level)") from None
 
 
 def cmd_sample(args) -> None:
-    if args.tokens < 0:
-        raise ValueError(f"--tokens must be >= 0, got {args.tokens}")
-    print(generate_text(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k,
-                        args.top_p, args.seed, not args.no_cache, args.device))
+    def show(piece: str) -> None:  # each token as soon as it is drawn
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    generate_text(args.checkpoint, args.prompt, args.tokens, args.temperature, args.top_k,
+                  args.top_p, args.seed, not args.no_cache, args.device, on_text=show)
+    print()
 
 
 def cmd_fill(args) -> None:
@@ -181,17 +249,23 @@ def cmd_fill(args) -> None:
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     if not isinstance(model, BERT):
         raise ValueError(f"{args.checkpoint} holds a GPT; `tinyllm fill` needs a BERT checkpoint")
+    if args.top > tokenizer.vocab_size:
+        raise ValueError(f"--top {args.top} is more than the V = {tokenizer.vocab_size} tokens "
+                         "of this model")
     special = tokenizer.special_tokens
     # byte-level BPE keeps a word's leading space inside the word's token (" question"), so the
-    # space before
-    # a [MASK] belongs to the masked token: drop it, or the mask would stand after a lone-space
-    # token
+    # space before a [MASK] belongs to the masked token: drop it, or the mask would stand after a
+    # lone-space token
     text = args.text.replace(" [MASK]", "[MASK]")
     ids = [special["[CLS]"], *tokenizer.encode(text), special["[SEP]"]]
     masked = [i for i, t in enumerate(ids) if t == special["[MASK]"]]
     if not masked:
         raise ValueError('the text has no [MASK] token to fill, '
                          'e.g. --text "To be, or not to [MASK]"')
+    if len(ids) > model.config.context_length:
+        raise ValueError(f"--text is {len(ids)} tokens with [CLS] and [SEP], longer than "
+                         f"context_length = {model.config.context_length} of this BERT: "
+                         "shorten the text")
     model.eval()
     with no_grad():
         logits, _ = model(np.array([ids]))  # (1, T, V)
@@ -207,18 +281,40 @@ def cmd_fill(args) -> None:
 def cmd_bench(args) -> None:
     from tinyllm.bench import run_benchmarks
 
-    if args.threads is not None:
-        limit_blas_threads(args.threads)
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive integer, got {args.steps}")
+    set_threads("bench", args.threads)
     run_benchmarks(steps=args.steps, quick=args.quick)
+
+
+def set_threads(command: str, threads: int | None) -> None:
+    """--threads: at most one BLAS thread per core (more only spin); one warning line if capped."""
+    if threads is None:
+        return
+    used = limit_blas_threads(threads)
+    if used < threads:
+        print(f"tinyllm {command}: warning: --threads {threads} is more than the {used} core(s) "
+              f"this process may use; using {used}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "sample": cmd_sample, "fill": cmd_fill, "bench": cmd_bench}
     try:
+        for name in ("seed", "sample_tokens", "tokens"):  # never negative, in any command
+            value = getattr(args, name, None)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
         handlers[args.command](args)
     except USER_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tinyllm {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while sampling or benchmarking (train saves and returns)
+        print(f"\ntinyllm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `tinyllm sample | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit does not fail flushing
+        return 141
     return 0

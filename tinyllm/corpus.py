@@ -267,6 +267,8 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
 def load_text(path: str | os.PathLike, val_fraction: float = 0.1) -> tuple[str, str]:
     """Read any UTF-8 text file and split it like the corpora: ``(train_text, val_text)``."""
     path = Path(path)
+    if path.is_dir():
+        raise CorpusError(f"{path} is a folder; give a UTF-8 text file, e.g. {path}/train.txt")
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path.resolve()}")
     data = path.read_bytes()
@@ -276,6 +278,8 @@ def load_text(path: str | os.PathLike, val_fraction: float = 0.1) -> tuple[str, 
         raise CorpusError(f"{path} is not UTF-8: byte 0x{data[err.start]:02x} at offset "
                           f"{err.start} cannot be decoded ({err.reason}). Convert the file, e.g. "
                           f"iconv -f latin1 -t utf-8 {path} > fixed.txt") from None
+    if not text.strip():
+        raise CorpusError(f"{path} is empty (or only whitespace): give a file with some text")
     try:
         return split_text(text, val_fraction)
     except ValueError as err:

@@ -1,10 +1,11 @@
 """Making tensors (chapter 02): from data, filled, random, ranges, and from other tensors.
 
-``tl.tensor`` turns Python data or an array into a Tensor; ``zeros``, ``ones``, ``randn`` and
-``arange`` make new ones. Random values come from one NumPy generator (``default_rng()``), which
-``manual_seed`` replaces, so one seed fixes every initialisation that does not pass its own ``rng``;
-``spawn_rng`` hands a layer a generator of its own, seeded from that one. ``where``, ``maximum``,
-``erf``, ``concatenate``, ``stack`` and ``split`` are the functional forms of ops (like NumPy's).
+``tl.tensor`` copies Python data or an array into a Tensor (``tl.from_numpy`` shares the array's
+memory instead); ``zeros``, ``ones``, ``randn`` and ``arange`` make new ones. Random values come
+from one NumPy generator (``default_rng()``), which ``manual_seed`` replaces, so one seed fixes
+every initialisation that does not pass its own ``rng``; ``spawn_rng`` hands a layer a generator
+of its own, seeded from that one. ``where``, ``maximum``, ``erf``, ``concatenate``, ``stack`` and
+``split`` are the functional forms of ops (like NumPy's).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Sequence
 import numpy as np
 
 from tinyllm import ops, shape_ops
+from tinyllm.autograd import normalize_axes
 from tinyllm.backend import to_device, xp_for
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, apply, as_tensor
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -> Tensor:
-    """Make a tensor from a number, a (nested) list, or an array.
+    """Make a tensor from a number, a (nested) list, or an array, always a copy (as ``np.array`` and
+    ``torch.tensor``): changing the input later does not change the tensor (``from_numpy`` shares).
 
     Python floats become float32 (the default dtype); Python ints stay integers (token ids); a NumPy
     or CuPy array keeps its dtype unless ``dtype`` is given.
@@ -31,7 +34,16 @@ def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -
         probe = np.asarray(data)
         dtype = DEFAULT_DTYPE if np.issubdtype(probe.dtype, np.floating) else None
     array = to_device(data, device) if hasattr(data, "dtype") else data
-    return Tensor(xp.asarray(array, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(xp.array(array, dtype=dtype), requires_grad=requires_grad)  # a copy
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A tensor that shares ``array``'s memory (as ``torch.from_numpy``): writing to one changes
+    the other. No copy, no dtype change; ``tl.tensor(array)`` copies instead."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}; "
+                        "use tl.tensor(data) for lists, numbers and CuPy arrays (it copies)")
+    return Tensor(array, requires_grad=requires_grad)
 
 
 _default_rng = np.random.default_rng()
@@ -97,7 +109,8 @@ def where(condition, x, y) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
-    """Elementwise maximum of a and b (like ``np.maximum``)."""
+    """Elementwise maximum of a and b (like ``np.maximum``). Where a == b the gradient is split
+    half-half between them (:class:`ops.Maximum`, as ``torch.maximum``)."""
     like = a if isinstance(a, Tensor) else b
     return apply(ops.Maximum(), as_tensor(a, like), as_tensor(b, like))
 
@@ -107,26 +120,34 @@ def erf(x: Tensor) -> Tensor:
     return apply(ops.Erf(), x)
 
 
-def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis (like ``np.concatenate``)."""
+def concatenate(tensors: Sequence[Tensor], axis: int | None = 0) -> Tensor:
+    """Join tensors along an existing axis (like ``np.concatenate``; ``axis=None`` flattens them
+    first)."""
+    if len(tensors) == 0:
+        raise ValueError("concatenate needs at least one tensor to join, got an empty sequence")
+    if axis is None:
+        tensors, axis = [t.reshape(-1) for t in tensors], 0
     return apply(shape_ops.Concatenate(axis), *tensors)
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along a new axis (like ``np.stack``, and computed as it does: each tensor gets a
     new axis of length 1 there, then they are concatenated along it)."""
-    ndim = tensors[0].ndim + 1
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"stack: axis {axis} is out of bounds for the {ndim} axes of the result")
-    axis %= ndim
+    if len(tensors) == 0:
+        raise ValueError("stack needs at least one tensor to join, got an empty sequence")
+    axis = normalize_axes((axis,), tensors[0].ndim + 1, "stack")[0]  # an axis of the result
     return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
 
 
 def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
     """Cut ``x`` along ``axis`` into equal sections or at cut points (like ``np.split``). Each piece
     is a slice of x, so the engine sums the pieces' gradients: together they fill dL/dx."""
+    axis = normalize_axes((axis,), x.ndim, "split")[0]
     length = x.shape[axis]
     if isinstance(indices_or_sections, int):
+        if indices_or_sections <= 0:
+            raise ValueError(f"split: the number of sections must be positive, got "
+                             f"{indices_or_sections}")
         if length % indices_or_sections:
             raise ValueError(f"split: axis {axis} of length {length} does not divide into "
                              f"{indices_or_sections} equal sections")
@@ -135,5 +156,5 @@ def split(x: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
     else:
         cuts = list(indices_or_sections)
     bounds = [0, *cuts, length]
-    before = (slice(None),) * (axis % x.ndim)
+    before = (slice(None),) * axis
     return [x[before + (slice(start, stop),)] for start, stop in zip(bounds[:-1], bounds[1:])]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from tinyllm.autograd import Function
+from tinyllm.autograd import Function, normalize_axes
 from tinyllm.backend import device_of, get_array_module, to_device
 from tinyllm.special import erf_array
 
@@ -69,7 +69,8 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """z = a ** p for a constant number p;  dL/da = g * p * a**(p - 1)"""
+    """z = a ** p for a constant number p;  dL/da = g * p * a**(p - 1), and 0 for p = 0 (z = 1 does
+    not depend on a; the formula would give 0 * inf = NaN at a = 0)"""
 
     def __init__(self, exponent: float):
         self.exponent = exponent
@@ -79,6 +80,8 @@ class Pow(Function):
         return a ** self.exponent
 
     def backward(self, grad):
+        if self.exponent == 0:
+            return get_array_module(grad).zeros_like(grad)
         return grad * self.exponent * self.a ** (self.exponent - 1)
 
 
@@ -165,7 +168,8 @@ class Erf(Function):
 
 
 class Maximum(Function):
-    """z = max(a, b) elementwise;  the gradient goes to the larger input, split half-half on ties"""
+    """z = max(a, b) elementwise;  dL/da = g * ([a > b] + [a == b] / 2), dL/db = g - dL/da: the
+    gradient goes to the larger input and is split half-half on a tie (as torch.maximum)"""
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -239,12 +243,6 @@ class Reduction(Function):
     def __init__(self, axis=None, keepdims: bool = False):
         self.axis, self.keepdims = axis, keepdims
 
-    def reduced_axes(self, ndim: int) -> tuple[int, ...]:
-        if self.axis is None:
-            return tuple(range(ndim))
-        axes = (self.axis,) if isinstance(self.axis, int) else tuple(self.axis)
-        return tuple(a % ndim if ndim else a for a in axes)
-
     def expand(self, grad):
         """``grad`` with the reduced axes back as length 1, so it broadcasts against the input."""
         return grad if self.keepdims else get_array_module(grad).expand_dims(grad, self.axes)
@@ -254,30 +252,18 @@ class Sum(Reduction):
     """y = sum of x over ``axis``;  dL/dx = g copied along the summed axes (eq. 2.4)"""
 
     def forward(self, x):
-        self.input_shape, self.axes = x.shape, self.reduced_axes(x.ndim)
+        self.input_shape, self.axes = x.shape, normalize_axes(self.axis, x.ndim, "sum")
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, grad):
         return get_array_module(grad).broadcast_to(self.expand(grad), self.input_shape)
 
 
-class Mean(Reduction):
-    """y = mean of x over ``axis`` (n entries);  dL/dx = g / n copied along those axes (eq. 2.4)"""
-
-    def forward(self, x):
-        self.input_shape, self.axes = x.shape, self.reduced_axes(x.ndim)
-        self.count = math.prod(x.shape[a] for a in self.axes)
-        return x.mean(axis=self.axes, keepdims=self.keepdims)
-
-    def backward(self, grad):
-        return get_array_module(grad).broadcast_to(self.expand(grad) / self.count, self.input_shape)
-
-
 class Max(Reduction):
-    """y = max of x over ``axis``;  dL/dx = g at the arg-max, else 0; ties share (eq. 2.4)"""
+    """y = max of x over ``axis``;  dL/dx = g at the arg-max, else 0; k tied maxima get g/k each"""
 
     def forward(self, x):
-        self.axes = self.reduced_axes(x.ndim)
+        self.axes = normalize_axes(self.axis, x.ndim, "max")
         y = x.max(axis=self.axes, keepdims=True)
         is_max = (x == y).astype(x.dtype)
         self.share = is_max / is_max.sum(axis=self.axes, keepdims=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm.autograd import Function
+from tinyllm.autograd import Function, normalize_axes
 from tinyllm.backend import get_array_module, scatter_add
 
 
@@ -33,15 +33,15 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, x):
-        self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else self.axes
-        in_range = all(-x.ndim <= a < x.ndim for a in self.axes)
-        if not in_range or sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose axes {self.axes} are not a permutation of the {x.ndim} "
-                             "axes of x")
+        axes = tuple(range(x.ndim))[::-1] if self.axes is None else self.axes
+        what = f"transpose axes {axes} are not a permutation of the {x.ndim} axes of x"
+        if len(axes) != x.ndim:  # checked first, as NumPy does
+            raise ValueError(f"{what}: axes don't match array; give all {x.ndim} axes, or none")
+        self.axes = normalize_axes(axes, x.ndim, what)  # AxisError, or ValueError if repeated
         return x.transpose(self.axes)
 
     def backward(self, grad):
-        return grad.transpose(np.argsort([a % grad.ndim for a in self.axes]))
+        return grad.transpose(np.argsort(self.axes))
 
 
 class GetItem(Function):
@@ -68,6 +68,7 @@ class Concatenate(Function):
         self.axis = axis
 
     def forward(self, *xs):
+        self.axis = normalize_axes((self.axis,), xs[0].ndim, "concatenate")[0]  # one int
         self.sizes = [x.shape[self.axis] for x in xs]
         return get_array_module(*xs).concatenate(xs, axis=self.axis)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyllm import ops, shape_ops
+from tinyllm import numpy_protocol, ops, shape_ops
 from tinyllm.autograd import Function, is_grad_enabled, no_grad, unbroadcast  # noqa: F401 (no_grad)
 from tinyllm.backend import DeviceError, device_of, get_array_module, to_device, to_numpy
 
@@ -18,6 +18,10 @@ DEFAULT_DTYPE = np.float32
 
 def apply(fn: Function, *inputs: Tensor) -> Tensor:
     """Run ``fn.forward`` on the inputs' arrays; record the node if any input needs a gradient."""
+    if fn.applied or fn.released:  # a second forward would overwrite what the first saved
+        raise RuntimeError(f"this {type(fn).__name__} was already applied: an op object is one "
+                           "node of the graph, so make a new one for each call")
+    fn.applied = True
     device = inputs[0].device
     for t in inputs[1:]:
         if t.device != device:
@@ -36,7 +40,8 @@ class Tensor:
     ``grad`` (a Tensor, set by ``backward`` on leaves and on tensors that called ``retain_grad()``),
     ``requires_grad``, and ``_fn`` (the Function that made it, None for a leaf)."""
 
-    __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
+    __array_priority__ = 1000  # cupy_array + t calls Tensor.__radd__ (CuPy)
+    __hash__ = object.__hash__  # by identity, as in PyTorch (defining __eq__ would remove it)
 
     def __init__(self, data, requires_grad: bool = False):
         self.data = data
@@ -61,8 +66,9 @@ class Tensor:
     @property
     def is_leaf(self) -> bool: return self._fn is None
 
-    def __len__(self) -> int:
-        return len(self.data)
+    def __len__(self) -> int: return len(self.data)  # a TypeError for 0-d, as in NumPy
+    def __bool__(self) -> bool: return bool(self.data)  # a ValueError for 2+ elements, as NumPy
+    def __contains__(self, value) -> bool: return _raw(value) in self.data  # (t == value).any()
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -166,7 +172,7 @@ class Tensor:
     def __neg__(self) -> Tensor: return apply(ops.Neg(), self)
 
     def __pow__(self, exponent: float) -> Tensor:
-        if isinstance(exponent, Tensor):
+        if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
             raise TypeError("x ** y needs a Python number as exponent; "
                             "for a tensor exponent use exp(y * log(x))")
         return apply(ops.Pow(exponent), self)
@@ -175,11 +181,15 @@ class Tensor:
         parts = tuple(_raw(part) for part in index) if isinstance(index, tuple) else _raw(index)
         return apply(shape_ops.GetItem(parts), self)
 
-    # comparisons give boolean tensors with no gradient (masks for where())
+    # comparisons are elementwise, as in NumPy, and give boolean tensors outside the graph (masks)
+    def __eq__(self, other) -> Tensor: return Tensor(self.data == _raw(other))
+    def __ne__(self, other) -> Tensor: return Tensor(self.data != _raw(other))
     def __gt__(self, other) -> Tensor: return Tensor(self.data > _raw(other))
     def __ge__(self, other) -> Tensor: return Tensor(self.data >= _raw(other))
     def __lt__(self, other) -> Tensor: return Tensor(self.data < _raw(other))
     def __le__(self, other) -> Tensor: return Tensor(self.data <= _raw(other))
+    def any(self, *args, **kwargs) -> Tensor: return Tensor(self.data.any(*args, **kwargs))
+    def all(self, *args, **kwargs) -> Tensor: return Tensor(self.data.all(*args, **kwargs))
 
     # --- elementwise functions (chapter 01, table 1.2) and reductions (chapter 02, eq. 2.4) -------
     def exp(self) -> Tensor: return apply(ops.Exp(), self)
@@ -194,7 +204,9 @@ class Tensor:
         return apply(ops.Sum(axis, keepdims), self)
 
     def mean(self, axis=None, keepdims: bool = False) -> Tensor:
-        return apply(ops.Mean(axis, keepdims), self)
+        """The sum over ``axis`` divided by n, the number of entries summed (eq. 2.4)."""
+        total = self.sum(axis, keepdims)
+        return total / (self.size // max(total.size, 1))  # n = size of x / size of the sum
 
     def max(self, axis=None, keepdims: bool = False) -> Tensor:
         return apply(ops.Max(axis, keepdims), self)
@@ -206,13 +218,30 @@ class Tensor:
         return apply(shape_ops.Reshape(shape), self)
 
     def transpose(self, *axes) -> Tensor:
-        """Permute axes (NumPy semantics); no arguments reverses them."""
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return apply(shape_ops.Transpose(axes or None), self)
+        """Permute axes as NumPy does: ``t.transpose(1, 0)`` or ``t.transpose((1, 0))``; no
+        argument, or None, reverses them."""
+        one = len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list)))
+        axes = axes[0] if one else axes or None  # t.transpose((1, 0)), t.transpose(None) or ()
+        return apply(shape_ops.Transpose(None if axes is None else tuple(axes)), self)
 
     @property
     def T(self) -> Tensor: return apply(shape_ops.Transpose(None), self)
+
+    # --- NumPy meeting tensors (tinyllm/numpy_protocol.py) ---------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``array * t`` is ``t.__rmul__(array)``; ``np.exp(t)``: a TypeError naming ``t.exp()``."""
+        return numpy_protocol.array_ufunc(self, ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        """``np.sum(t)``, ``np.concatenate([t, t])``: a TypeError that names tinyllm's function."""
+        numpy_protocol.refuse_array_function(Tensor, func)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(t)`` is ``t.numpy()``, refused (as in PyTorch) when t requires grad."""
+        if self.requires_grad:
+            raise TypeError("np.asarray(t) on a tensor that requires grad: call t.detach().numpy() "
+                            "(or t.numpy()) to leave the graph on purpose")
+        return np.array(self.numpy(), dtype=dtype, copy=copy)
 
 
 def _raw(value):

@@ -18,13 +18,14 @@ Pure Python and the standard library; no NumPy needed, no autograd.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from tinyllm.bpe import Pair, apply_merges, learn_merges
 
 # GPT-2's pre-tokenization with the standard `re` module: an English contraction, a run of letters,
 # a run of digits, or a run of other symbols, each keeping one leading space; then whitespace (a run
@@ -33,15 +34,13 @@ from typing import Iterable, Sequence
 # ([^\W\d_] is "letters"; [^\s\w] and _ are "symbols"), so "".join(pieces) == text.
 PRETOKENIZE = re.compile(r"'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
 
-Pair = tuple[int, int]
-
-
 class TokenizerError(ValueError):
     """Text or ids a tokenizer cannot handle, or a tokenizer file it cannot read."""
 
 
 def _merge(ids: list[int], pair: Pair, new_id: int) -> list[int]:
-    """Replace every occurrence of ``pair`` in ``ids``, left to right, by ``new_id``."""
+    """Replace every occurrence of ``pair`` in ``ids``, left to right, by ``new_id`` (one merge,
+    literally: the chapter's reference; ``tinyllm.bpe`` does the same on linked lists)."""
     out, i = [], 0
     while i < len(ids):
         if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
@@ -107,15 +106,26 @@ class CharTokenizer:
         try:
             return [self._ids[c] for c in text]
         except KeyError:
-            unknown = [(i, c) for i, c in enumerate(text) if c not in self._ids]
-            shown = ", ".join(f"{c!r} at position {i}" for i, c in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise TokenizerError(f"{len(unknown)} character(s) not in the vocabulary: {shown}"
-                                 f"{more}. Build the tokenizer from text that contains them, "
-                                 "or use BPETokenizer, which has no unknown characters.") from None
+            raise TokenizerError(f"{self.unknown_characters(text)}. Build the tokenizer from text "
+                                 "that contains them, or use BPETokenizer, which has no unknown "
+                                 "characters.") from None
+
+    def unknown_characters(self, text: str) -> str:
+        """"2 character(s) not in the vocabulary: 'z' at position 3, 'Q' at position 4" ("" if
+        every character of ``text`` has an id)."""
+        unknown = [(i, c) for i, c in enumerate(text) if c not in self._ids]
+        if not unknown:
+            return ""
+        shown = ", ".join(f"{c!r} at position {i}" for i, c in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        return f"{len(unknown)} character(s) not in the vocabulary: {shown}{more}"
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[i] for i in _check_ids(ids, self.vocab_size))
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The UTF-8 bytes of ``decode(ids)``, as :meth:`BPETokenizer.decode_bytes` gives them."""
+        return self.decode(ids).encode("utf-8")
 
     def to_dict(self) -> dict:
         """The tokenizer as JSON-ready data (what ``save`` writes; checkpoints embed it)."""
@@ -182,9 +192,9 @@ class BPETokenizer:
 
         Each step merges the most frequent adjacent pair; ties go to the smallest pair of ids,
         compared left id first (so among bytes, the earlier in byte order). Training stops early
-        if no pair is left. Counting runs over unique pre-tokenized words weighted by frequency,
-        and a merge updates only the words that contain the pair (found through ``where``); a
-        heap with lazy deletion keeps the best pair at hand.
+        if no pair is left. Counting runs over unique pre-tokenized words weighted by frequency;
+        :func:`tinyllm.bpe.learn_merges` visits only the occurrences of each merged pair, so the
+        time grows linearly with the text, even for a text without spaces (one huge word).
         """
         num_merges = vocab_size - 256 - len(special_tokens)
         if num_merges < 0:
@@ -194,57 +204,15 @@ class BPETokenizer:
         word_counts: Counter[str] = Counter()
         for chunk in specials._split_special(text)[::2]:   # text between special tokens
             word_counts.update(PRETOKENIZE.findall(chunk))
-        words = [list(word.encode("utf-8")) for word in word_counts]     # unique words as ids
-        freqs = list(word_counts.values())
-
-        counts: dict[Pair, int] = defaultdict(int)       # pair -> occurrences in the text
-        where: dict[Pair, set[int]] = defaultdict(set)   # pair -> words that contain it
-        for w, ids in enumerate(words):
-            for pair in zip(ids, ids[1:]):
-                counts[pair] += freqs[w]
-                where[pair].add(w)
-        # The smallest entry is the most frequent pair; among equal counts, the smallest pair.
-        heap = [(-count, pair) for pair, count in counts.items()]
-        heapq.heapify(heap)
-
-        merges: list[Pair] = []
-        while len(merges) < num_merges and heap:
-            negative_count, pair = heapq.heappop(heap)
-            if counts.get(pair, 0) != -negative_count:
-                continue                                  # stale entry: the count has changed
-            new_id = 256 + len(merges)
-            merges.append(pair)
-            changed: set[Pair] = set()
-            for w in where.pop(pair):
-                old, new = words[w], _merge(words[w], pair, new_id)
-                words[w] = new
-                for p in zip(old, old[1:]):
-                    counts[p] -= freqs[w]
-                for p in zip(new, new[1:]):
-                    counts[p] += freqs[w]
-                old_pairs, new_pairs = set(zip(old, old[1:])), set(zip(new, new[1:]))
-                for p in old_pairs - new_pairs - {pair}:   # where[pair] is already gone
-                    where[p].discard(w)
-                for p in new_pairs - old_pairs:
-                    where[p].add(w)
-                changed |= old_pairs | new_pairs
-            for p in changed:
-                if counts[p] > 0:
-                    heapq.heappush(heap, (-counts[p], p))
-                else:
-                    del counts[p]
+        words = [word.encode("utf-8") for word in word_counts]     # unique words as bytes
+        merges = learn_merges(words, list(word_counts.values()), num_merges)
         return cls(merges, special_tokens)
 
     def _encode_word(self, word: str) -> list[int]:
         """Apply the merges to one pre-tokenized word, lowest rank first (as in training)."""
         ids = self._cache.get(word)
         if ids is None:
-            ids = list(word.encode("utf-8"))
-            while len(ids) >= 2:
-                pair = min(zip(ids, ids[1:]), key=lambda p: self._ranks.get(p, len(self.merges)))
-                if pair not in self._ranks:
-                    break                                 # no pair of this word was ever merged
-                ids = _merge(ids, pair, 256 + self._ranks[pair])
+            ids = apply_merges(list(word.encode("utf-8")), self._ranks)   # O(n log n)
             self._cache[word] = ids
         return ids
 
@@ -263,8 +231,12 @@ class BPETokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> text. Bytes that do not form valid UTF-8 (a cut-off sequence) decode to U+FFFD."""
-        data = b"".join(self.vocab[i] for i in _check_ids(ids, self.vocab_size))
-        return data.decode("utf-8", errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """Ids -> the bytes they stand for. One token may end inside a character: to print tokens
+        one by one, feed these to ``codecs.getincrementaldecoder("utf-8")(errors="replace")``."""
+        return b"".join(self.vocab[i] for i in _check_ids(ids, self.vocab_size))
 
     def to_dict(self) -> dict:
         """The tokenizer as JSON-ready data (what ``save`` writes; checkpoints embed it)."""

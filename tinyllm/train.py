@@ -10,23 +10,23 @@
 :func:`train_step` is the one training step: ``tinyllm train`` runs it, and so do the benchmark and
 the profiler behind ``tinyllm bench``. A run writes to ``out_dir``: ``checkpoint.safetensors``
 (everything an exact resume needs, ``tinyllm.checkpoint.training``), ``loss.png`` and
-``metrics.json``. Ctrl-C finishes the current step, saves a checkpoint and stops; ``resume``
-continues from it and gives the same losses as a run that was never interrupted.
+``metrics.json``. Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves a checkpoint and
+stops; ``resume`` continues from it and gives the same losses as a run that was never interrupted.
+``tinyllm.runs`` keeps the folder safe: locked, never silently replaced, data checked, no NaN saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import signal
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tinyllm import optim
+from tinyllm import optim, runs
 from tinyllm.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -158,9 +158,12 @@ def accumulate_gradients(model: Module, task, data_rng: np.random.Generator,
 
 
 def apply_update(model: Module, optimizer: optim.Optimizer, grad_clip: float) -> None:
-    """Clip the global gradient norm to ``grad_clip`` (eq. 9.13; 0: off), step, zero the grads."""
+    """Clip the global gradient norm to ``grad_clip`` (eq. 9.13; 0: off), step, zero the grads.
+
+    A non-finite norm raises ``runs.NonFiniteError`` before the step: the weights stay as they were.
+    """
     if grad_clip > 0:
-        optim.clip_grad_norm_(model.parameters(), grad_clip)
+        runs.check_finite("gradient norm", optim.clip_grad_norm_(model.parameters(), grad_clip))
     optimizer.step()
     optimizer.zero_grad()
 
@@ -170,10 +173,12 @@ def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: op
     """One optimizer step; returns the training loss (the mean over the micro-batches).
 
     The learning rate of this step comes from the schedule, the batches from ``data_rng``;
-    afterwards the parameters are updated and their gradients are None again.
+    afterwards the parameters are updated and their gradients are None again. A non-finite loss
+    or gradient norm raises ``runs.NonFiniteError`` before the update.
     """
     scheduler.step()
     loss = accumulate_gradients(model, task, data_rng, grad_accum)
+    runs.check_finite("training loss", loss)
     apply_update(model, optimizer, grad_clip)
     return loss
 
@@ -188,37 +193,32 @@ def saved_train_config(out_dir: str | Path) -> TrainConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-class _StopRequest:
-    """Turns the first Ctrl-C into a request to stop after the current step; a second stops now."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
 def _print(message: str) -> None:
     print(message, flush=True)
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=_print) -> dict:
-    """Run ``config`` (or continue the run in ``config.out_dir`` if ``resume``); returns metrics."""
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=_print, *,
+          overwrite: bool = False, allow_changed_data: bool = False) -> dict:
+    """Run ``config`` (or continue the run in ``config.out_dir`` if ``resume``); returns metrics.
+
+    First the output folder is checked and locked (``runs.claim_run_folder``): a folder that
+    holds a run is refused unless ``resume`` or ``overwrite``; resuming on a training text whose
+    size or SHA-256 changed is refused unless ``allow_changed_data``.
+    """
+    with runs.claim_run_folder(Path(config.out_dir), resume=resume, overwrite=overwrite):
+        return _train(config, resume, progress, log, allow_changed_data)
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed_data) -> dict:
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     train_text, val_text = load_texts(config)
+    data = runs.data_fingerprint(config.data, config.corpus)  # recorded in every checkpoint
     if resume:
         model, tokenizer, info = load_checkpoint(checkpoint_path)
-        saved = TrainConfig(**info["settings"])
-        may_change = ("iters", "out_dir", "device", "checkpoint_interval", "eval_interval")
-        changed = [f.name for f in dataclasses.fields(TrainConfig)
-                   if f.name not in may_change
-                   and getattr(saved, f.name) != getattr(config, f.name)]
-        if changed:
-            raise ValueError(f"cannot resume {checkpoint_path} with different settings: "
-                             f"{', '.join(changed)}")
+        saved = dataclasses.asdict(TrainConfig(**info["settings"]))
+        runs.check_settings(saved, dataclasses.asdict(config), checkpoint_path)
+        runs.check_data(info["data"], data, allow_changed_data, log)
         shape, step, history = info["shape"], info["step"], info["history"]
     else:
         tokenizer = build_tokenizer(config, train_text, val_text)
@@ -235,13 +235,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
         scheduler.load_state_dict(info["scheduler_state"])
         restore_generators(info["generators"], model, data_rng)
     keep_freed_memory()
+    guard = runs.NonFiniteGuard(checkpoint_path, config.lr, saved_step=step if resume else None)
 
     def save() -> None:
+        guard.check_weights(model, step)  # a non-finite weight is never saved
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, tokenizer, data_rng,
-                        settings=dataclasses.asdict(config), step=step, history=history)
+                        settings=dataclasses.asdict(config), step=step, history=history, data=data)
+        if guard.saved(step):  # this run's first checkpoint: a replaced run's results are stale
+            runs.remove_stale_results(out_dir)
 
-    stop = _StopRequest()
-    previous_handler = signal.signal(signal.SIGINT, stop)
+    stop = runs.StopRequest().install()  # SIGINT, SIGTERM, SIGHUP: finish this step, save, stop
     tokens_per_step = task.tokens_per_batch * config.grad_accum
     log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
         f"vocabulary {tokenizer.vocab_size}, {tokens_per_step} tokens per step")
@@ -249,8 +252,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     start_step, started = step, time.perf_counter()
     try:
         while step < config.iters and not stop.requested:
-            loss = train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
-                              config.grad_accum)
+            with guard.at_step(step + 1):  # a non-finite loss or gradient norm stops the run
+                loss = train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
+                                  config.grad_accum)
             step += 1
             history["step"].append(step)
             history["train_loss"].append(loss)
@@ -269,14 +273,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
             if step % config.checkpoint_interval == 0 and step < config.iters:
                 save()
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        stop.uninstall()
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - started
     save()
     if stop.requested:
         log(f"interrupted at step {step}: checkpoint saved to {checkpoint_path}; continue with "
-            f"`tinyllm train --resume --out {out_dir}`")
+            f"`tinyllm train --resume --out {out_dir}` (stopped by {stop.signal_name})")
         return {"interrupted": True, "iters": step}
 
     steps_run = step - start_step
@@ -295,9 +299,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
     history["eval_step"].append(step)
     history["val_loss"].append(val["loss"])
     save()
-    plot_losses(history, out_dir / "loss.png", title=f"{config.model.upper()} {config.preset}")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    plot_losses(history, out_dir / runs.LOSS_PLOT_NAME,
+                title=f"{config.model.upper()} {config.preset}")
+    return runs.write_json(out_dir / runs.METRICS_NAME, metrics)  # strict JSON: nan -> null
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):
@@ -319,6 +323,7 @@ def plot_losses(history: dict, path: Path, title: str = "") -> None:
     """Training loss per step (light), its moving average and the validation estimates (dots), PNG.
 
     Drawn on a bare ``Figure`` (no pyplot): it needs no display and leaves a notebook's plots alone.
+    Written atomically, like every file of a run.
     """
     from matplotlib.figure import Figure
 
@@ -340,4 +345,6 @@ def plot_losses(history: dict, path: Path, title: str = "") -> None:
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    runs.write_bytes(path, png.getvalue())

@@ -3,12 +3,14 @@
 Read in this order:
 
 - ``safetensors.py``: the file format (arrays + string metadata), written atomically, read with a
-  clear ``CheckpointError`` for every bad file;
+  clear ``CheckpointError`` for every file the reference reader refuses (``strict_json.py``: its
+  header's JSON, parsed as strictly as the reference does);
 - ``states.py``: a model's and an optimizer's state in a file (``save_model`` / ``load_model``,
   ``save_optimizer`` / ``load_optimizer``); the layers and optimizers themselves only give and take
   dicts;
 - ``training.py``: the checkpoint of a training run (model, optimizer, schedule, random generators,
-  tokenizer, settings), from which ``tinyllm train --resume`` continues bit for bit.
+  tokenizer, settings), from which ``tinyllm train --resume`` continues bit for bit;
+  ``validate.py`` checks its metadata against the header before anything is allocated.
 """
 
 from tinyllm.checkpoint.safetensors import CheckpointError, load_safetensors, save_safetensors

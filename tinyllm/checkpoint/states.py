@@ -91,6 +91,11 @@ def load_optimizer(path: str | os.PathLike, optimizer: Optimizer) -> Optimizer:
     if "optimizer" not in metadata:
         raise CheckpointError(f"{path} holds no optimizer state (no 'optimizer' metadata entry): "
                               "pass a file written by save_optimizer")
-    numbers = json.loads(metadata["optimizer"])
+    try:
+        numbers = json.loads(metadata["optimizer"])
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+        raise CheckpointError(f"{path}: field 'optimizer' is not valid JSON") from None
+    if not isinstance(numbers, dict) or not isinstance(numbers.get("state"), dict):
+        raise CheckpointError(f"{path}: field 'optimizer' must hold a 'state' object")
     optimizer.load_state_dict(optimizer_state_from_arrays(arrays, numbers))
     return optimizer

@@ -9,8 +9,10 @@
               generators                   the batch generator's state and every dropout generator's
               tokenizer                    the tokenizer (its to_dict)
               train_config, step, history  the run's settings, the steps taken, the losses so far
+              data                         the training text's file, size and SHA-256 (or null)
 
-A file of an earlier format is refused by name, with what to do about it.
+A file of an earlier format is refused by name, with what to do about it. Reading checks the
+header and every metadata field first (``validate.py``), and reads the arrays only then.
 """
 
 from __future__ import annotations
@@ -23,9 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from tinyllm.checkpoint.safetensors import CheckpointError, load_safetensors, save_safetensors
+from tinyllm.checkpoint.safetensors import (
+    CheckpointError,
+    SafetensorsHeader,
+    read_arrays,
+    read_header,
+    save_safetensors,
+)
 from tinyllm.checkpoint.states import optimizer_state_from_arrays, optimizer_state_to_arrays
-from tinyllm.models import BERT, GPT, BERTConfig, GPTConfig
+from tinyllm.checkpoint.validate import (
+    MODEL_KINDS,
+    check_config,
+    check_metadata,
+    check_tokenizer,
+    check_weights,
+)
 from tinyllm.nn import Module
 from tinyllm.optim import LRScheduler, Optimizer
 from tinyllm.tokenizers import tokenizer_from_dict
@@ -35,7 +49,6 @@ CHECKPOINT_FORMAT = "tinyllm-checkpoint-2"  # 2: configs use the README's names 
 OLD_FORMATS = {
     "tinyllm-checkpoint-1": "tinyllm 0.1 (config fields n_embd, n_head, n_layer, block_size)",
 }
-MODEL_KINDS = {"gpt": (GPT, GPTConfig), "bert": (BERT, BERTConfig)}  # kind -> (model, its config)
 
 
 def generator_states(model: Module, data_rng: np.random.Generator) -> dict[str, dict]:
@@ -59,10 +72,12 @@ def restore_generators(states: dict[str, dict], model: Module,
 
 def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer,
                     scheduler: LRScheduler, tokenizer, data_rng: np.random.Generator, *,
-                    settings: dict[str, Any], step: int, history: dict) -> None:
+                    settings: dict[str, Any], step: int, history: dict,
+                    data: dict[str, Any] | None = None) -> None:
     """Write a training checkpoint (atomically): the layout of the module docstring.
 
-    ``settings`` is the run's recipe as a JSON-able dict (``dataclasses.asdict(TrainConfig)``).
+    ``settings`` is the run's recipe as a JSON-able dict (``dataclasses.asdict(TrainConfig)``);
+    ``data`` describes the training text ({"path", "size", "sha256"}) so a resume can check it.
     """
     kinds = [kind for kind, (cls, _) in MODEL_KINDS.items() if isinstance(model, cls)]
     if not kinds:
@@ -81,16 +96,19 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
         "optimizer": json.dumps(optimizer_numbers),
         "scheduler": json.dumps(scheduler.state_dict()),
         "history": json.dumps(history),
+        "data": json.dumps(data),
     }
     save_safetensors(path, arrays, metadata)
 
 
-def _read(path: str | os.PathLike) -> tuple[Path, dict[str, np.ndarray], dict[str, str]]:
-    """(file, arrays, metadata) of a training checkpoint, or the run folder that holds one."""
+def _read(path: str | os.PathLike) -> tuple[Path, SafetensorsHeader, dict[str, Any]]:
+    """(file, header, checked metadata fields) of a training checkpoint, or of the run folder
+    that holds one; the arrays are not read."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    arrays, metadata = load_safetensors(path)
+    header = read_header(path)
+    metadata = header.metadata
     old = OLD_FORMATS.get(metadata.get("format", ""))
     if old is not None:  # an error that says so, not a confusing missing-field one
         raise CheckpointError(
@@ -103,13 +121,12 @@ def _read(path: str | os.PathLike) -> tuple[Path, dict[str, np.ndarray], dict[st
             f"'{CHECKPOINT_FORMAT}' format tag); pass the {CHECKPOINT_NAME} written by "
             "`tinyllm train`"
         )
-    return path, arrays, metadata
+    return path, header, check_metadata(path, metadata)
 
 
 def saved_settings(path: str | os.PathLike) -> dict[str, Any]:
     """The settings a run was started with (the ``settings`` given to :func:`save_checkpoint`)."""
-    _, _, metadata = _read(path)
-    return json.loads(metadata["train_config"])
+    return _read(path)[2]["train_config"]
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any]]:
@@ -118,23 +135,35 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any
     Returns (model, tokenizer, info): the model rebuilt from its kind and shape with the saved
     weights, the tokenizer, and ``info`` with "settings", "shape", "step", "history", "generators"
     (for :func:`restore_generators`), "optimizer_state" and "scheduler_state" (for their
-    ``load_state_dict``).
+    ``load_state_dict``) and "data" (what :func:`save_checkpoint` was given, or None).
     """
-    _, arrays, metadata = _read(path)
-    model_class, config_class = MODEL_KINDS[metadata["model_kind"]]
-    shape = config_class(**json.loads(metadata["model_config"]))
-    model = model_class(shape, rng=np.random.default_rng(0))  # every weight is overwritten next
+    path, header, fields = _read(path)
+    kind = fields["model_kind"]
+    shape = check_config(path, kind, fields["model_config"])
+    check_weights(path, kind, shape, header.tensors)  # from the header: nothing allocated yet
+    check_tokenizer(path, fields["tokenizer"], shape.vocab_size)
+    try:
+        tokenizer = tokenizer_from_dict(fields["tokenizer"])
+    except (ValueError, KeyError, TypeError) as error:  # TokenizerError is a ValueError
+        raise CheckpointError(f"{path}: field 'tokenizer' is not a tokenizer ({error})") from None
+    arrays = read_arrays(header)
+    model = MODEL_KINDS[kind][0](shape, rng=np.random.default_rng(0))  # weights overwritten next
     weights = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
-    model.load_state_dict(weights)
-    step = int(metadata["step"])
+    try:
+        model.load_state_dict(weights)
+    except KeyError as error:  # names or shapes that are not this config's model
+        raise CheckpointError(f"{path}: the weights do not fit its model_config: "
+                              f"{error.args[0]}") from None
+    step = fields["step"]
     info = {
-        "settings": json.loads(metadata["train_config"]),
+        "settings": fields["train_config"],
         "shape": shape,
         "step": step,
-        "history": json.loads(metadata["history"]),
-        "generators": json.loads(metadata["generators"]),
-        "optimizer_state": optimizer_state_from_arrays(arrays, json.loads(metadata["optimizer"])),
+        "history": fields["history"],
+        "generators": fields["generators"],
+        "optimizer_state": optimizer_state_from_arrays(arrays, fields["optimizer"]),
         # a file written before the scheduler was saved: its position was always the step
-        "scheduler_state": json.loads(metadata.get("scheduler", json.dumps({"step_count": step}))),
+        "scheduler_state": fields.get("scheduler", {"step_count": step}),
+        "data": fields.get("data"),
     }
-    return model, tokenizer_from_dict(json.loads(metadata["tokenizer"])), info
+    return model, tokenizer, info

@@ -30,7 +30,7 @@ from tinyllm.nn import (
     Module,
     TransformerBlock,
 )
-from tinyllm.sampling import sample_next
+from tinyllm.sampling import check_sampling, sample_next
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 
 
@@ -139,39 +139,57 @@ class GPT(Module):
         ``use_cache`` the keys and values of the window are kept (:class:`KVCache`) so each new
         token costs one position, not the whole window; the result is identical to
         ``use_cache=False``. Learned absolute positions mean a slid window must be recomputed from
-        scratch, so the cache helps while the text fits the window.
+        scratch, so the cache helps while the text fits the window. Temperature 0 is greedy.
         """
-        rng = rng or default_rng()
+        ids = self._prompt_ids(ids)
+        new = list(self.generate_stream(ids, max_new_tokens, temperature, top_k, top_p, rng,
+                                        use_cache))  # max_new_tokens arrays (B,)
+        return np.concatenate([ids, *(next_ids[:, None] for next_ids in new)], axis=1)
+
+    def generate_stream(self, ids, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: int | None = None, top_p: float | None = None,
+                        rng: np.random.Generator | None = None, use_cache: bool = True):
+        """Like :meth:`generate`, but yield each new column of token ids (B,) as soon as it is
+        drawn (``tinyllm sample`` prints them as they come). The arguments are checked at once."""
+        ids = self._prompt_ids(ids)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        check_sampling(temperature, top_k, top_p)
+        return self._sample_loop(ids, max_new_tokens, temperature, top_k, top_p,
+                                 rng or default_rng(), use_cache)
+
+    @staticmethod
+    def _prompt_ids(ids) -> np.ndarray:
         ids = np.array(ids.data if isinstance(ids, Tensor) else ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(
                 f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"
             )
+        return ids
+
+    def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache):
+        """The generator behind generate_stream: eval mode while it runs, restored at the end."""
+        window, caches = self.config.context_length, None
         was_training = self.training
         self.eval()
         try:
-            ids = self._sample_loop(ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache)
-        finally:
-            self.train(was_training)
-        return ids
-
-    def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng,
-                     use_cache) -> np.ndarray:
-        window, caches = self.config.context_length, None
-        with no_grad():
             for _ in range(max_new_tokens):
-                if use_cache and ids.shape[1] <= window:
-                    if caches is None:  # first step: run the whole prompt through the model
-                        caches = [KVCache(window) for _ in self.blocks]
-                        logits = self.forward(ids, caches=caches)
-                    else:  # later steps: only the newest token
-                        logits = self.forward(ids[:, -1:], caches=caches)
-                else:
-                    logits = self.forward(ids[:, -window:])
+                with no_grad():  # not held across the yield: the caller may use autograd meanwhile
+                    if use_cache and ids.shape[1] <= window:
+                        if caches is None:  # first step: run the whole prompt through the model
+                            caches = [KVCache(window) for _ in self.blocks]
+                            logits = self.forward(ids, caches=caches)
+                        else:  # later steps: only the newest token
+                            logits = self.forward(ids[:, -1:], caches=caches)
+                    else:
+                        logits = self.forward(ids[:, -window:])
                 next_ids = sample_next(to_numpy(logits.data[:, -1, :]), rng, temperature,
                                        top_k, top_p)  # (B,)
                 ids = np.concatenate([ids, next_ids[:, None]], axis=1)  # (B, T + 1)
-        return ids
+                yield next_ids
+        finally:
+            self.train(was_training)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -87,7 +87,8 @@ class LanguageModelTask:
             if len(ids) < context_length + 2:
                 raise ValueError(
                     f"the {split} text has {len(ids)} tokens, fewer than context_length + 2 = "
-                    f"{context_length + 2}: use more text or a smaller context"
+                    f"{context_length + 2} (the validation text is the last 10% of a file): "
+                    "use more text or a preset with a smaller context_length"
                 )
 
     @property

@@ -192,9 +192,16 @@ class MaskedLMTask:
 
     def __init__(self, tokenizer: BPETokenizer, train_text: str, val_text: str, batch_size: int,
                  context_length: int, mask_prob: float = 0.15):
-        missing = [s for s in BERT_SPECIAL_TOKENS if s not in tokenizer.special_tokens]
+        missing = [s for s in BERT_SPECIAL_TOKENS
+                   if s not in getattr(tokenizer, "special_tokens", {})]  # CharTokenizer: none
         if missing:
-            raise ValueError(f"the BERT task needs a tokenizer with special tokens {missing}")
+            if isinstance(tokenizer, BPETokenizer):
+                fix = f"train the BPETokenizer with special_tokens={list(BERT_SPECIAL_TOKENS)}"
+            else:  # a CharTokenizer has no special tokens at all
+                fix = (f"a {type(tokenizer).__name__} has none: use byte-level BPE (tinyllm "
+                       "train --model bert --tokenizer bpe, the default for BERT)")
+            raise ValueError(f"the BERT task needs a tokenizer with special tokens {missing}; "
+                             + fix)
         self.tokenizer = tokenizer
         self.special = {name: tokenizer.special_tokens[name] for name in BERT_SPECIAL_TOKENS}
         self.batch_size, self.context_length, self.mask_prob = batch_size, context_length, mask_prob
@@ -205,7 +212,8 @@ class MaskedLMTask:
         for split, segments in self.segments.items():
             if len(segments) < 2:
                 raise ValueError(f"the {split} text has {len(segments)} paragraphs; NSP needs at "
-                                 "least 2")
+                                 "least 2: separate paragraphs by a blank line (the validation "
+                                 "text is the last 10% of a file)")
         counts = np.bincount(np.concatenate([np.asarray(s) for s in self.segments["train"]]),
                              minlength=tokenizer.vocab_size)
         self.most_frequent = int(counts.argmax())  # the baseline that always predicts one token
