@@ -11,7 +11,7 @@ applied twice.
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from numpy.exceptions import AxisError
 
@@ -135,6 +135,8 @@ def transpose_arguments(draw):
 
 
 @given(shape_axes=transpose_arguments(), as_one_tuple=st.booleans())
+@example(shape_axes=((1, 1, 1), (0, 0, 3)), as_one_tuple=True)  # the repeat comes first: ValueError
+@example(shape_axes=((1, 1, 1), (0, 3, 0)), as_one_tuple=True)  # the bad axis comes first
 def test_transpose_as_numpy(shape_axes, as_one_tuple):
     shape, axes = shape_axes
     array = values(shape)

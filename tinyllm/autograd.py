@@ -61,17 +61,19 @@ def unbroadcast(grad, shape: tuple[int, ...]):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
-    """``axis`` (None: all; an int; a tuple) as axes in 0..ndim-1, checked as NumPy does: TypeError
-    if not integers, AxisError out of -ndim..ndim-1, ValueError if repeated; ``what``: the op."""
+def normalize_axes(axis, ndim: int, what: str, in_order: bool = False) -> tuple[int, ...]:
+    """``axis`` (None, an int, a tuple) as axes in 0..ndim-1 for the op ``what``, checked as NumPy:
+    TypeError, AxisError, ValueError if repeated (``in_order``: the first error wins: transpose)."""
     axes = range(ndim) if axis is None else axis if isinstance(axis, tuple) else (axis,)
     if any(isinstance(a, bool) for a in axes):  # operator.index(True) would be 1
         raise TypeError(f"{what}: an axis must be an integer, got {axis!r}")
     axes = [operator.index(a) for a in axes]  # a TypeError for 1.5 or [0], as in NumPy
-    for a in axes:
+    for i, a in enumerate(axes):
         if not -ndim <= a < ndim:
             raise AxisError(f"{what}: axis {a} is out of bounds for array of dimension {ndim}; "
                             f"an axis must be in range({-ndim}, {ndim})")
+        if in_order and a % ndim in [b % ndim for b in axes[:i]]:
+            break  # a repeat before any bad axis: the ValueError below
     axes = tuple(a % ndim for a in axes)
     if len(set(axes)) < len(axes):
         raise ValueError(f"{what}: repeated axis in {axis}; name each axis once")

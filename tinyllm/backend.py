@@ -64,11 +64,7 @@ def device_of(array) -> str:
 
 def get_array_module(*arrays):
     """numpy, or cupy if any argument is a CuPy array."""
-    if any(device_of(array) == "cuda" for array in arrays):
-        import cupy
-
-        return cupy
-    return np
+    return xp_for("cuda") if any(device_of(array) == "cuda" for array in arrays) else np
 
 
 def to_device(array, device: str):
@@ -89,14 +85,14 @@ def scatter_add(target, index, values) -> None:
     Fast paths: an index that names each entry at most once adds in place; one integer array on
     axis 0 (embedding rows, gathered rows) becomes flat cell numbers ``index * width + column``, as
     ``np.add.at`` on 1-D integer indices is 3-4x faster than on rows (benchmarks/README.md,
-    "Scatter-add"). On a GPU the general path is CuPy's atomic ``cupyx.scatter_add``.
+    "Scatter-add"). On a GPU every scatter is CuPy's atomic ``cupyx.scatter_add``.
     """
-    if not _may_repeat(index, target.shape):
-        target[index] += values
-    elif get_array_module(target) is not np:
+    if get_array_module(target) is not np:  # atomic adds: no uniqueness test, no sync
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+    elif not _may_repeat(index, target.shape):
+        target[index] += values
     elif (isinstance(index, tuple) or np.asarray(index).dtype.kind not in "iu"
           or not target.flags.c_contiguous):
         np.add.at(target, index, values)
@@ -118,10 +114,9 @@ def _may_repeat(index, shape: tuple[int, ...]) -> bool:
         return False
     if not all(hasattr(part, "dtype") and part.dtype.kind in "iu" for part in parts):
         return True
-    xp = get_array_module(*parts)
-    parts = xp.broadcast_arrays(*parts)
+    parts = np.broadcast_arrays(*parts)  # host arrays: device ones took the atomic path
     sizes = shape[:len(parts)]
     if parts[0].size > math.prod(sizes):  # more positions than entries: some entry repeats
         return True
-    flat = xp.ravel_multi_index(tuple(p.ravel() % n for p, n in zip(parts, sizes)), sizes)  # (N,)
-    return xp.unique(flat).size < flat.size
+    flat = np.ravel_multi_index(tuple(p.ravel() % n for p, n in zip(parts, sizes)), sizes)  # (N,)
+    return np.unique(flat).size < flat.size

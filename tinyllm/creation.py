@@ -10,13 +10,14 @@ of its own, seeded from that one. ``where``, ``maximum``, ``erf``, ``concatenate
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
 from tinyllm import ops, shape_ops
 from tinyllm.autograd import normalize_axes
-from tinyllm.backend import to_device, xp_for
+from tinyllm.backend import DeviceError, device_of, to_device, xp_for
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, apply, as_tensor
 
 
@@ -85,6 +86,25 @@ def randn(*shape, dtype=DEFAULT_DTYPE, requires_grad: bool = False, device: str 
     return tensor(values, requires_grad=requires_grad, device=device)
 
 
+def uniform(shape: tuple[int, ...], rng: np.random.Generator, xp=np):
+    """Uniform numbers in [0, 1) of ``shape``, made by the array module ``xp`` (dropout masks).
+
+    On the host: ``rng.random(shape)``. On a GPU they are drawn on the device, with no transfer:
+    one 64-bit key k from ``rng`` (so a seed, or a saved generator state, fixes them), then for
+    entry i the SplitMix64 output of the counter k + (i + 1) * 0x9E3779B97F4A7C15 (Steele, Lea and
+    Flood 2014), whose top 53 bits over 2^53 are the number. A counter-based generator holds no
+    state on the device: what is checkpointed is ``rng``'s state, as on the CPU.
+    """
+    if xp is np:
+        return rng.random(shape)
+    key = int(rng.integers(2**63))  # one draw from the host generator
+    z = xp.arange(1, math.prod(shape) + 1, dtype=xp.uint64) * 0x9E3779B97F4A7C15 + key  # wraps
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+    z ^= z >> 31
+    return ((z >> 11).astype(xp.float64) * 2.0**-53).reshape(shape)  # 53 bits -> [0, 1)
+
+
 def arange(start, stop=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
     """Evenly spaced values like ``np.arange``; integers stay int64, floats become float32."""
     if dtype is None and any(isinstance(v, float) for v in (start, stop, step)):
@@ -105,6 +125,11 @@ def where(condition, x, y) -> Tensor:
     if not isinstance(like, Tensor):
         raise TypeError("where() needs x or y to be a Tensor")
     condition = condition.data if isinstance(condition, Tensor) else condition
+    condition = condition if hasattr(condition, "dtype") else np.asarray(condition)
+    if device_of(condition) != like.device and like.device == "cpu":
+        raise DeviceError("where() got a condition on 'cuda' and x, y on 'cpu'; move the "
+                          "condition with .get() or the tensors with .to('cuda')")
+    condition = to_device(condition, like.device)  # a host mask goes up once, for forward and back
     return apply(ops.Where(condition), as_tensor(x, like), as_tensor(y, like))
 
 

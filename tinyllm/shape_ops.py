@@ -37,7 +37,7 @@ class Transpose(Function):
         what = f"transpose axes {axes} are not a permutation of the {x.ndim} axes of x"
         if len(axes) != x.ndim:  # checked first, as NumPy does
             raise ValueError(f"{what}: axes don't match array; give all {x.ndim} axes, or none")
-        self.axes = normalize_axes(axes, x.ndim, what)  # AxisError, or ValueError if repeated
+        self.axes = normalize_axes(axes, x.ndim, what, in_order=True)  # AxisError or ValueError
         return x.transpose(self.axes)
 
     def backward(self, grad):

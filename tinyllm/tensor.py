@@ -178,8 +178,9 @@ class Tensor:
         return apply(ops.Pow(exponent), self)
 
     def __getitem__(self, index) -> Tensor:
-        parts = tuple(_raw(part) for part in index) if isinstance(index, tuple) else _raw(index)
-        return apply(shape_ops.GetItem(parts), self)
+        single = not isinstance(index, tuple)  # index arrays move to this tensor's device
+        parts = tuple(_raw(part, self.device) for part in ((index,) if single else index))
+        return apply(shape_ops.GetItem(parts[0] if single else parts), self)
 
     # comparisons are elementwise, as in NumPy, and give boolean tensors outside the graph (masks)
     def __eq__(self, other) -> Tensor: return Tensor(self.data == _raw(other))
@@ -244,8 +245,9 @@ class Tensor:
         return np.array(self.numpy(), dtype=dtype, copy=copy)
 
 
-def _raw(value):
-    return value.data if isinstance(value, Tensor) else value
+def _raw(value, device: str | None = None):  # with a device: an array is moved there
+    value = value.data if isinstance(value, Tensor) else value
+    return to_device(value, device) if device and getattr(value, "ndim", 0) else value
 
 
 # --- the order of the backward walk ---------------------------------------------------------------
@@ -274,4 +276,6 @@ def as_tensor(value, like: Tensor) -> Tensor:
     xp = get_array_module(like.data)
     if isinstance(value, (bool, int, float)) and np.issubdtype(like.dtype, np.floating):
         return Tensor(xp.asarray(value, dtype=like.dtype))
+    if device_of(value) == "cuda" != like.device:
+        raise DeviceError("a cuda array met a cpu tensor; move one: t.to('cuda') or array.get()")
     return Tensor(to_device(xp.asarray(value) if xp is np else value, like.device))

@@ -101,8 +101,9 @@ class BERT(Module):
 
     def encode(self, ids, segment_ids=None, attention_mask=None) -> Tensor:
         """The contextual vectors h (B, T, C) of every position."""
-        ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
-        segment_ids = np.zeros_like(ids) if segment_ids is None else segment_ids
+        ids = ids.data if isinstance(ids, Tensor) else ids
+        ids = ids if hasattr(ids, "dtype") else np.asarray(ids)  # host or device ids, as given
+        segment_ids = get_array_module(ids).zeros_like(ids) if segment_ids is None else segment_ids
         self._check_ids(ids, segment_ids)
         x = self.pos_emb(self.tok_emb(ids)) + self.seg_emb(segment_ids)  # (B, T, C)
         x = self.emb_drop(self.emb_ln(x))  # (B, T, C)
@@ -116,10 +117,9 @@ class BERT(Module):
                 f"input of {ids.shape[1]} tokens is longer than context_length = "
                 f"{self.config.context_length}"
             )
-        if np.shape(segment_ids) != ids.shape:
-            raise ValueError(
-                f"segment_ids expected (B, T) = {ids.shape}, got {np.shape(segment_ids)}"
-            )
+        shape = segment_ids.shape if hasattr(segment_ids, "shape") else np.shape(segment_ids)
+        if tuple(shape) != ids.shape:
+            raise ValueError(f"segment_ids expected (B, T) = {ids.shape}, got {tuple(shape)}")
 
     def mlm_logits(self, h: Tensor) -> Tensor:
         """The MLM head on vectors h (..., C) -> logits (..., V), tied to the token embedding."""

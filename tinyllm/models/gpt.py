@@ -30,6 +30,7 @@ from tinyllm.nn import (
     Module,
     TransformerBlock,
 )
+from tinyllm.nn.multihead import check_attention
 from tinyllm.sampling import check_sampling, sample_next
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 
@@ -46,6 +47,7 @@ class GPTConfig:
     dropout: float = 0.0  # on embeddings, attention weights and residual branches during training
     bias: bool = False  # biases in Linear and LayerNorm (GPT-2 has them, nanoGPT's CPU recipe not)
     activation: str = "gelu"  # exact GELU; "gelu_tanh" is GPT-2's approximation
+    attention: str = "fused"  # the fused op (ch. 06); "blockwise": memory O(T), not O(T^2) (ch. 17)
 
 
 GPT_PRESETS = {
@@ -85,6 +87,8 @@ class GPT(Module):
                              rng=rng, dtype=dtype)
             for _ in range(config.num_layers)
         ]
+        for block in self.blocks:  # the attention op of every block: fused or blockwise (ch. 17)
+            block.attn.attention = check_attention(config.attention)
         self.ln_f = LayerNorm(C, bias=config.bias, dtype=dtype)
         self._init_weights(rng)
 
@@ -106,7 +110,8 @@ class GPT(Module):
         ``caches`` (one :class:`KVCache` per block, generation only): ids are the *new* positions,
         which continue the cached ones.
         """
-        ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        ids = ids.data if isinstance(ids, Tensor) else ids
+        ids = ids if hasattr(ids, "dtype") else np.asarray(ids)  # host or device ids, as given
         offset = caches[0].length if caches else 0  # positions already in the cache
         self._check_ids(ids, offset)
         x = self.wte(ids)  # (B, T, C)
@@ -161,7 +166,8 @@ class GPT(Module):
 
     @staticmethod
     def _prompt_ids(ids) -> np.ndarray:
-        ids = np.array(ids.data if isinstance(ids, Tensor) else ids, dtype=np.int64)
+        ids = ids.data if isinstance(ids, Tensor) else ids  # sampling runs on the host: (B, T0)
+        ids = np.array(to_numpy(ids) if hasattr(ids, "dtype") else ids, dtype=np.int64)
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(
                 f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from tinyllm.backend import get_array_module, to_device
-from tinyllm.creation import default_rng, where
+from tinyllm.creation import default_rng, uniform, where
 from tinyllm.nn.layers import check_dropout, dropout
 from tinyllm.nn.softmax import softmax_composed
 from tinyllm.tensor import Function, Tensor, apply
@@ -148,17 +148,16 @@ class ScaledDotProductAttention(Function):
             xp.copyto(scores, -xp.inf, where=~self.allowed)  # masked pairs: exp(-inf) = 0 exactly
         row_max = scores.max(axis=-1, keepdims=True)  # (..., T_q, 1)
         if self.allowed is not None:
-            row_max[xp.isinf(row_max)] = 0  # a fully masked row has max -inf: shift it by 0
+            xp.copyto(row_max, 0, where=xp.isinf(row_max))  # fully masked row: max -inf, shift 0
         scores -= row_max  # in place: every entry <= 0, no overflow (eq. 6.4)
         weights = xp.exp(scores, out=scores)  # the same buffer, now exp(S - max)
         total = weights.sum(axis=-1, keepdims=True)  # (..., T_q, 1); >= 1 unless fully masked
         if self.allowed is not None:
-            total[total == 0] = 1  # fully masked row: weights 0 / 1 = 0 (eq. 6.8)
+            xp.copyto(total, 1, where=total == 0)  # fully masked row: weights 0 / 1 = 0 (eq. 6.8)
         weights /= total  # P, eq. 6.4
         self.q, self.k, self.v, self.weights = q, k, v, weights
         if self.dropout_p > 0:
-            keep = self.rng.random(weights.shape) >= self.dropout_p  # on the host, like F.dropout
-            self.keep = xp.asarray(keep)
+            self.keep = uniform(weights.shape, self.rng, xp) >= self.dropout_p  # where P lives
             weights = weights * self.keep  # P~ = P * M / (1 - p), eq. 6.9
             weights *= 1 / (1 - self.dropout_p)
         self.out = weights @ v  # (..., T_q, D_v)  eq. 6.6

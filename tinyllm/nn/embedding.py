@@ -72,9 +72,8 @@ def check_token_ids(ids, vocab_size: int, device: str = "cpu", name: str = "embe
             f"{name}: token ids must be integers, got dtype {ids.dtype}; convert them with "
             "ids.astype(np.int64) (token ids index rows of the table, they are not values)"
         )
-    ids = to_device(ids, device)
-    if ids.size:
-        low, high = int(ids.min()), int(ids.max())
+    if ids.size and bool(((ids < 0) | (ids >= vocab_size)).any()):  # on the host for host ids
+        low, high = int(ids.min()), int(ids.max())  # only on the way to an error
         if low < 0 or high >= vocab_size:
             bad_value = low if low < 0 else high
             flat_index = int(to_numpy((ids == bad_value).reshape(-1).argmax()))
@@ -84,7 +83,7 @@ def check_token_ids(ids, vocab_size: int, device: str = "cpu", name: str = "embe
                 f"(shape {tuple(ids.shape)}) is out of range for a table of V={vocab_size} rows; "
                 f"valid ids are 0..{vocab_size - 1}"
             )
-    return ids.astype(np.intp, copy=False)
+    return to_device(ids, device).astype(np.intp, copy=False)  # one copy up, no sync
 
 
 def embedding(ids, weight: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from tinyllm.nn.attention import (
     scaled_dot_product_attention,
     scaled_dot_product_attention_composed,
 )
+from tinyllm.nn.blockwise_attention import blockwise_attention
 from tinyllm.nn.embedding import embedding
 from tinyllm.nn.layers import dropout
 from tinyllm.nn.losses import (
@@ -28,6 +29,7 @@ from tinyllm.nn.softmax import (
 
 __all__ = [
     "apply_rotary",
+    "blockwise_attention",
     "embedding",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_composed",

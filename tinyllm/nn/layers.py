@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from tinyllm.backend import get_array_module
-from tinyllm.creation import default_rng, spawn_rng
+from tinyllm.creation import default_rng, spawn_rng, uniform
 from tinyllm.nn.module import Module, Parameter
 from tinyllm.tensor import DEFAULT_DTYPE, Function, Tensor, apply
 
@@ -64,8 +64,8 @@ class DropoutFunction(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        keep = self.rng.random(x.shape) >= self.p  # on the host: a seed fixes it on any device
-        self.scale = xp.asarray(keep, dtype=x.dtype) / (1 - self.p)
+        keep = uniform(x.shape, self.rng, xp) >= self.p  # drawn on x's device, seeded by rng
+        self.scale = keep.astype(x.dtype) / (1 - self.p)
         return x * self.scale
 
     def backward(self, grad):

@@ -48,9 +48,9 @@ def _leading_name(ndim: int) -> str:
     return {1: "()", 2: "(N,)", 3: "(B, T)"}.get(ndim, "(...)")
 
 
-def as_targets(targets: ClassIds, logits: Tensor, name: str):
-    """Integer class ids as an array on ``logits``' device, shaped like ``logits`` without its
-    last axis."""
+def as_targets(targets: ClassIds, logits: Tensor, name: str, move: bool = True):
+    """Integer class ids as an array on ``logits``' device (where they are, with ``move=False``),
+    shaped like ``logits`` without its last axis."""
     if isinstance(targets, Tensor):
         if targets.requires_grad:
             raise TypeError(f"{name} targets are class ids and get no gradient; "
@@ -69,7 +69,7 @@ def as_targets(targets: ClassIds, logits: Tensor, name: str):
             f"{name} expected targets of shape {_leading_name(logits.ndim)} = {expected} for "
             f"logits {_shape_name(logits.ndim)} = {logits.shape}, got {targets.shape}"
         )
-    return to_device(targets, device_of(logits.data))
+    return to_device(targets, device_of(logits.data)) if move else targets
 
 
 def check_logits(logits: Tensor, name: str) -> None:
@@ -113,11 +113,13 @@ class CrossEntropy(Function):
         self.logits_shape = logits.shape
         num_classes = logits.shape[-1]
         z = logits.reshape(-1, num_classes)  # (N, V)
-        kept = self.targets != self.ignore_index  # (N,)
-        self.kept_rows = xp.flatnonzero(kept)  # (K,) rows that have a target
-        self.ignored_rows = xp.flatnonzero(~kept)  # (N - K,)
-        self.kept_targets = self.targets[self.kept_rows]  # (K,)
-        self.count = int(self.kept_rows.size)
+        targets_xp, device = get_array_module(self.targets), device_of(logits)
+        kept = self.targets != self.ignore_index  # (N,), where the targets are (host batches)
+        kept_rows = targets_xp.flatnonzero(kept)  # (K,) rows that have a target
+        self.count = int(kept_rows.size)  # a host number: no device sync for host targets
+        self.kept_rows = to_device(kept_rows, device)  # (K,)
+        self.ignored_rows = to_device(targets_xp.flatnonzero(~kept), device)  # (N - K,)
+        self.kept_targets = to_device(self.targets[kept_rows], device)  # (K,)
 
         shifted = z - z.max(axis=1, keepdims=True)  # (N, V), a new array we own; entries <= 0
         target_score = shifted[self.kept_rows, self.kept_targets]  # (K,)  z_t - max z
@@ -194,7 +196,7 @@ def _validate_cross_entropy(logits: Tensor, targets: ClassIds, ignore_index: int
         raise ValueError(f"{name} reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{name} label_smoothing must be in [0, 1], got {label_smoothing}")
-    targets = as_targets(targets, logits, name)
+    targets = as_targets(targets, logits, name, move=False)  # checked where they are: no sync
     num_classes = logits.shape[-1]
     bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
     if bool(bad.any()):
@@ -216,7 +218,7 @@ def cross_entropy_composed(logits: Tensor, targets: ClassIds, ignore_index: int 
     arguments, same results, including the loss 0 when every target is ignored).
     """
     targets = _validate_cross_entropy(logits, targets, ignore_index, label_smoothing, reduction)
-    xp = get_array_module(logits.data)
+    xp, targets = get_array_module(logits.data), to_device(targets, device_of(logits.data))
     num_classes = logits.shape[-1]
     flat_targets = targets.reshape(-1)  # (N,)
     kept = flat_targets != ignore_index  # (N,)

@@ -17,6 +17,11 @@ from tinyllm.backend import to_device, to_numpy
 from tinyllm.tensor import Tensor
 
 
+def _shape(value) -> tuple[int, ...]:
+    """The shape of a host or device array, or of nested lists (np.shape would refuse CuPy's)."""
+    return tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+
+
 class Parameter(Tensor):
     """A learnable weight: a Tensor with ``requires_grad=True`` found by ``parameters()``."""
 
@@ -125,8 +130,8 @@ class Module:
         missing = [name for name in own if name not in state]
         unexpected = [name for name in state if name not in own]
         wrong_shape = [
-            f"{name}: checkpoint {tuple(np.shape(state[name]))}, model {own[name].shape}"
-            for name in own if name in state and tuple(np.shape(state[name])) != own[name].shape
+            f"{name}: checkpoint {_shape(state[name])}, model {own[name].shape}"
+            for name in own if name in state and _shape(state[name]) != own[name].shape
         ]
         if strict and (missing or unexpected or wrong_shape):
             problems = []
@@ -144,7 +149,8 @@ class Module:
         skipped = {entry.split(":")[0] for entry in wrong_shape}
         for name, p in own.items():
             if name in state and name not in skipped:
-                p.data = to_device(np.array(state[name], dtype=p.dtype), p.device)  # a copy we own
+                value = state[name] if hasattr(state[name], "dtype") else np.asarray(state[name])
+                p.data = to_device(value, p.device).astype(p.dtype)  # a copy we own, any device
         return missing + unexpected + sorted(skipped)
 
     # --- printing --------------------------------------------------------------------------------

@@ -12,9 +12,21 @@ import numpy as np
 from tinyllm.backend import get_array_module
 from tinyllm.creation import default_rng, spawn_rng
 from tinyllm.nn.attention import attention_mask, scaled_dot_product_attention
+from tinyllm.nn.blockwise_attention import blockwise_attention
 from tinyllm.nn.layers import Linear, check_dropout
 from tinyllm.nn.module import Module
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, is_grad_enabled
+
+# The attention op a layer runs: the fused op (chapter 06, keeps the (T_q, T_k) weights) or the
+# blockwise op with the online softmax (chapter 17, memory O(T)); both give the same function.
+ATTENTION_KINDS = ("fused", "blockwise")
+
+
+def check_attention(kind: str) -> str:
+    """``kind`` if it names an attention op of ATTENTION_KINDS, else a ValueError."""
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"unknown attention {kind!r}; expected one of {list(ATTENTION_KINDS)}")
+    return kind
 
 
 class KVCache:
@@ -87,11 +99,14 @@ class MultiHeadAttention(Module):
     (B, H, T, D); :func:`scaled_dot_product_attention` runs on all heads at once; the heads are
     glued back and mixed by ``out_proj``. Parameters: 4 (C^2 + C) with bias (eq. 7.3). Dropout
     (probability ``dropout``) acts on the attention weights in training mode only, with masks drawn
-    from a generator seeded from ``rng``.
+    from a generator seeded from ``rng``. ``attention`` picks the op (ATTENTION_KINDS): "fused"
+    (chapter 06) or "blockwise" (chapter 17: the same values in memory O(T), no weights to return);
+    a model may change the attribute after construction.
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE):
+                 rng: np.random.Generator | None = None, dtype=DEFAULT_DTYPE,
+                 attention: str = "fused"):
         if num_heads < 1 or d_model < 1 or d_model % num_heads:
             raise ValueError(
                 "MultiHeadAttention needs d_model = num_heads * head_dim: d_model = "
@@ -101,7 +116,7 @@ class MultiHeadAttention(Module):
         check_dropout(dropout, "attention dropout")
         rng = rng or default_rng()
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, d_model // num_heads
-        self.dropout_p = dropout
+        self.dropout_p, self.attention = dropout, check_attention(attention)
         self.q_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
         self.k_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, bias=bias, rng=rng, dtype=dtype)
@@ -119,6 +134,9 @@ class MultiHeadAttention(Module):
         position (with ``is_causal``, aligned bottom-right, so new position i sees the past and the
         new positions up to i). Needs ``tl.no_grad()``.
         """
+        if check_attention(self.attention) == "blockwise" and return_weights:
+            raise ValueError("blockwise attention never builds the weights (B, H, T_q, T_k), so it "
+                             "cannot return them; use attention='fused' to plot them")
         mask = self._check_inputs(x, context, mask, cache)  # 4 axes against (B, H, T_q, T_k)
         source = x if context is None else context  # (B, T_s, C): keys and values come from it
         B, T_q, C = x.shape
@@ -129,6 +147,10 @@ class MultiHeadAttention(Module):
         if cache is not None:
             k, v = (Tensor(a) for a in cache.append(k.data, v.data))  # (B, H, T_past + T_q, D)
         dropout_p = self.dropout_p if self.training else 0.0
+        if self.attention == "blockwise":  # chapter 17: never builds the (T_q, T_k) weights
+            out = blockwise_attention(q, k, v, mask=mask, is_causal=is_causal,
+                                      dropout_p=dropout_p, rng=self.rng)  # (B, H, T_q, D)
+            return self.out_proj(out.transpose(0, 2, 1, 3).reshape(B, T_q, C))  # (B, T_q, C)
         result = scaled_dot_product_attention(  # every head at once, eq. 7.2
             q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, rng=self.rng,
             return_weights=return_weights,
@@ -199,4 +221,5 @@ class MultiHeadAttention(Module):
         )
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout_p}"
+        return (f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout_p}"
+                + (f", attention={self.attention!r}" if self.attention != "fused" else ""))

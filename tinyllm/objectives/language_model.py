@@ -52,7 +52,7 @@ def next_token_loss(logits: Tensor, targets: ClassIds, ignore_index: int = IGNOR
     check_logits(logits, "next_token_loss")
     if logits.ndim != 3:
         raise ValueError(f"next_token_loss expected logits (B, T, V), got {logits.shape}")
-    targets = as_targets(targets, logits, "next_token_loss")
+    targets = as_targets(targets, logits, "next_token_loss", move=False)  # host ids stay there
     return cross_entropy(logits, targets, ignore_index=ignore_index)
 
 
@@ -66,7 +66,7 @@ def lm_loss(logits: Tensor, tokens: ClassIds, ignore_index: int = IGNORE_INDEX) 
     check_logits(logits, "lm_loss")
     if logits.ndim != 3:
         raise ValueError(f"lm_loss expected logits (B, T, V), got {logits.shape}")
-    tokens = as_targets(tokens, logits, "lm_loss")
+    tokens = as_targets(tokens, logits, "lm_loss", move=False)
     if tokens.shape[1] < 2:
         raise ValueError("lm_loss needs sequences of T >= 2 tokens (one to read, one to predict), "
                          f"got T = {tokens.shape[1]}")

@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from tinyllm.backend import get_array_module, to_numpy
+from tinyllm.backend import device_of, get_array_module, to_device, to_numpy
 from tinyllm.nn import Module
 from tinyllm.nn.losses import IGNORE_INDEX, ClassIds, as_targets, check_logits, cross_entropy
 from tinyllm.tensor import Tensor, no_grad
@@ -78,7 +78,7 @@ def mask_tokens(tokens: np.ndarray, mask_id: int, vocab_size: int, special_ids: 
 def _labelled_rows(logits: Tensor, labels: ClassIds, name: str):
     """The flat rows of logits (..., V) whose label is not IGNORE_INDEX, and those labels."""
     check_logits(logits, name)
-    labels = as_targets(labels, logits, name).reshape(-1)  # (N,)
+    labels = as_targets(labels, logits, name, move=False).reshape(-1)  # (N,) host labels stay
     rows = get_array_module(labels).flatnonzero(labels != IGNORE_INDEX)  # (K,)
     return rows, labels[rows]
 
@@ -102,8 +102,9 @@ def mlm_loss(logits: Tensor, labels: ClassIds) -> Tensor:
 def _correct(logits: Tensor, labels: ClassIds, name: str) -> tuple[int, int]:
     """(number of labelled rows whose highest logit is the label, number of labelled rows)."""
     rows, row_labels = _labelled_rows(logits, labels, name)
-    flat = logits.data.reshape(-1, logits.shape[-1])[rows]  # (K, V), raw arrays: no graph
-    return int(to_numpy((flat.argmax(axis=1) == row_labels).sum())), int(rows.size)
+    flat = logits.data.reshape(-1, logits.shape[-1])  # (N, V), raw arrays: no graph
+    predicted = to_numpy(flat[to_device(rows, device_of(flat))].argmax(axis=1))  # (K,) on the host
+    return int((predicted == to_numpy(row_labels)).sum()), int(rows.size)
 
 
 def mlm_accuracy(logits: Tensor, labels: ClassIds) -> float:
@@ -178,7 +179,7 @@ def nsp_loss(logits: Tensor, labels: ClassIds) -> Tensor:
     check_logits(logits, "nsp_loss")
     if logits.ndim != 2 or logits.shape[1] != 2:
         raise ValueError(f"nsp_loss expected logits (B, 2), got {logits.shape}")
-    labels = as_targets(labels, logits, "nsp_loss")
+    labels = as_targets(labels, logits, "nsp_loss", move=False)  # checked on the host
     if bool(((labels != 0) & (labels != 1)).any()):
         raise ValueError("nsp_loss labels must be 0 (IsNext) or 1 (NotNext), got values "
                          f"{sorted(set(to_numpy(labels).tolist()))}")
