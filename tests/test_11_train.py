@@ -45,7 +45,7 @@ from tinyllm.models import (
     GPTConfig,
     gpt_parameter_count,
 )
-from tinyllm.objectives import LanguageModelTask
+from tinyllm.objectives import BERT_SPECIAL_TOKENS, LanguageModelTask
 from tinyllm.tokenizers import CharTokenizer
 
 pytestmark = pytest.mark.ch11
@@ -223,7 +223,7 @@ def test_bert_run_reports_masked_token_accuracy_and_its_baseline(text_file, tmp_
     assert metrics["val_perplexity"] == pytest.approx(math.exp(metrics["mlm_loss"]), rel=1e-3)
     model, tokenizer, info = load_checkpoint(tmp_path / "bert")
     assert type(model).__name__ == "BERT"
-    assert set(T.BERT_SPECIAL_TOKENS) <= set(tokenizer.special_tokens)
+    assert set(BERT_SPECIAL_TOKENS) <= set(tokenizer.special_tokens)
     assert info["shape"].vocab_size == tokenizer.vocab_size <= 300
     # dropout state is saved
     assert any(name.endswith("emb_drop.rng") for name in info["generators"])

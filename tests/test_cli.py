@@ -95,8 +95,8 @@ def bert_run(text_file, tmp_path_factory):
 
 @pytest.mark.parametrize("command, expected", [
     ([], ["usage: tinyllm", "train", "sample", "fill", "bench", "tinyllm train --data my.txt"]),
-    (["train"], ["usage: tinyllm train", "--model {gpt,bert}", "--preset", "--data", "--corpus",
-                 "--tokenizer", "--iters", "--batch-size", "--grad-accum", "--lr",
+    (["train"], ["usage: tinyllm train", "--model {gpt,bert,lstm}", "--preset", "--data",
+                 "--corpus", "--tokenizer", "--iters", "--batch-size", "--grad-accum", "--lr",
                  "--eval-interval", "--sample-tokens", "--seed", "--device", "--out", "--resume",
                  "--no-progress"]),
     (["sample"], ["usage: tinyllm sample", "--checkpoint", "--prompt", "--tokens", "--temperature",

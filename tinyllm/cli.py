@@ -2,6 +2,7 @@
 
     tinyllm train                         # character-level GPT on Shakespeare, then a sample
     tinyllm train --model bert            # BERT pretraining (MLM + NSP) on Shakespeare
+    tinyllm train --model lstm            # an LSTM language model, truncated BPTT
     tinyllm train --data my.txt           # any UTF-8 text file (last 10% = validation)
     tinyllm sample --checkpoint runs/shakespeare-char --prompt "ROMEO:"
     tinyllm fill --checkpoint runs/shakespeare-bert --text "To be, or not to [MASK]"
@@ -24,6 +25,7 @@ import numpy as np
 from tinyllm.backend import DeviceError
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.corpus import CorpusError
+from tinyllm.recipe import TRAINING_KINDS
 from tinyllm.runtime import limit_blas_threads
 from tinyllm.tokenizers import CharTokenizer, TokenizerError
 
@@ -33,12 +35,13 @@ USER_ERRORS = (FileNotFoundError, CheckpointError, CorpusError, TokenizerError, 
 
 
 def _train_parser(commands) -> None:
-    p = commands.add_parser("train", help="train a GPT (default) or a BERT",
+    p = commands.add_parser("train", help="train a GPT (default), a BERT or an LSTM",
                             description="Train a model and write checkpoint, loss curve and "
                                         "metrics to --out.")
-    p.add_argument("--model", choices=("gpt", "bert"), default="gpt",
+    p.add_argument("--model", choices=tuple(TRAINING_KINDS), default="gpt",
                    help="gpt: autoregressive LM (preset shakespeare-char); "
-                        "bert: MLM + NSP (shakespeare-bert)")
+                        "bert: MLM + NSP (shakespeare-bert); "
+                        "lstm: recurrent LM, truncated BPTT (shakespeare-lstm)")
     p.add_argument("--preset",
                    help="model shape preset (default: shakespeare-char / shakespeare-bert)")
     p.add_argument("--data", help="train on this UTF-8 text file instead of the Shakespeare corpus")
@@ -52,7 +55,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--eval-interval", type=int, help="steps between validation estimates")
     p.add_argument("--sample-tokens", type=int,
-                   help="length of the sample printed after GPT training")
+                   help="length of the sample printed after GPT or LSTM training")
     p.add_argument("--seed", type=int, help="random seed (initialisation, batches, dropout)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="cuda needs CuPy and a GPU")
     p.add_argument("--threads", type=int,
@@ -72,9 +75,9 @@ def _train_parser(commands) -> None:
 
 
 def _sample_parser(commands) -> None:
-    p = commands.add_parser("sample", help="generate text from a trained GPT",
-                            description="Continue a prompt with a GPT checkpoint written by "
-                                        "`tinyllm train`.")
+    p = commands.add_parser("sample", help="generate text from a trained GPT or LSTM",
+                            description="Continue a prompt with a GPT or LSTM checkpoint written "
+                                        "by `tinyllm train`.")
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint file, or the run folder that holds it")
     p.add_argument("--prompt", help="text to continue (default: a newline, or the model's first "
@@ -130,7 +133,7 @@ def _train_config(args):
                        "give one of them, not both")
     if args.allow_changed_data and not args.resume:
         raise RunError("--allow-changed-data only applies with --resume")
-    base = TRAIN_PRESETS["shakespeare-char" if args.model == "gpt" else "shakespeare-bert"]
+    base = TRAIN_PRESETS[TRAINING_KINDS[args.model].train_preset]
     out = args.out or f"runs/{args.preset or base.preset}"
     if args.resume:  # the run's own settings; only what the command line names changes (--iters)
         check_out_dir(Path(out), create=False)  # a file is not a run folder
@@ -160,7 +163,7 @@ def cmd_train(args) -> None:
     if metrics.get("interrupted"):
         return
     print(f"wrote {config.out_dir}/checkpoint.safetensors, loss.png and metrics.json")
-    if config.model == "gpt" and config.sample_tokens > 0:
+    if TRAINING_KINDS[config.model].generates_text and config.sample_tokens > 0:
         print("\n--- sample (temperature 0.8) ---")
         print(generate_text(config.out_dir, None, config.sample_tokens, temperature=0.8, seed=0))
 
@@ -168,7 +171,7 @@ def cmd_train(args) -> None:
 def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature: float = 0.8,
                   top_k=None, top_p=None, seed: int = 0, use_cache: bool = True,
                   device: str = "cpu", on_text=None) -> str:
-    """Load a GPT checkpoint and continue ``prompt`` by ``tokens`` tokens; returns both, joined.
+    """Load a GPT or LSTM checkpoint, continue ``prompt`` by ``tokens`` tokens; returns both.
 
     ``prompt=None``: a newline, or the first character of the model's alphabet if a character
     model never saw a newline (a text file without line breaks).
@@ -178,7 +181,6 @@ def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature:
     join to the returned text. Every argument is checked before the checkpoint is read.
     """
     from tinyllm.checkpoint import load_checkpoint
-    from tinyllm.models import GPT
     from tinyllm.sampling import check_sampling
 
     check_sampling(temperature, top_k, top_p)
@@ -187,9 +189,9 @@ def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature:
     if prompt is not None and not prompt:
         raise ValueError("the prompt is empty: give at least one character, e.g. --prompt $'\\n'")
     model, tokenizer, _ = load_checkpoint(checkpoint)
-    if not isinstance(model, GPT):
-        raise ValueError(f"{checkpoint} holds a BERT, which does not generate text; "
-                         "use `tinyllm fill` for it")
+    if not hasattr(model, "generate_stream"):
+        raise ValueError(f"{checkpoint} holds a {type(model).__name__}, which does not generate "
+                         "text; use `tinyllm fill` for it")
     if prompt is None:  # a newline, unless a character model never saw one
         chars = getattr(tokenizer, "chars", None)  # CharTokenizer only: BPE knows every byte
         prompt = "\n" if chars is None or "\n" in chars else chars[0]
@@ -248,7 +250,8 @@ def cmd_fill(args) -> None:
         raise ValueError(f"--top must be a positive integer, got {args.top}")
     model, tokenizer, _ = load_checkpoint(args.checkpoint)
     if not isinstance(model, BERT):
-        raise ValueError(f"{args.checkpoint} holds a GPT; `tinyllm fill` needs a BERT checkpoint")
+        raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}; `tinyllm fill` "
+                         "needs a BERT checkpoint")
     if args.top > tokenizer.vocab_size:
         raise ValueError(f"--top {args.top} is more than the V = {tokenizer.vocab_size} tokens "
                          "of this model")

@@ -1,4 +1,4 @@
-"""One training loop for GPT and BERT (chapter 11, "Training"; chapter 09 for the optimizer).
+"""One training loop for GPT, BERT and the LSTM (chapter 11, "Training"; 09 for the optimizer).
 
     for step in range(iters):                                       train_step:
         set the learning rate from the warm-up + cosine schedule        scheduler.step()
@@ -13,129 +13,40 @@ the profiler behind ``tinyllm bench``. A run writes to ``out_dir``: ``checkpoint
 ``metrics.json``. Ctrl-C (or SIGTERM, SIGHUP) finishes the current step, saves a checkpoint and
 stops; ``resume`` continues from it and gives the same losses as a run that was never interrupted.
 ``tinyllm.runs`` keeps the folder safe: locked, never silently replaced, data checked, no NaN saved.
+The recipe (``TrainConfig``, the presets, the builders) is ``tinyllm.recipe``; a task with a state
+of its own (truncated BPTT's position and carried state) saves it in the checkpoint too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tinyllm import optim, runs
-from tinyllm.checkpoint import (
+from tinyllm.checkpoint import (  # noqa: F401 (load_checkpoint: chapter 12 imports it from here)
     CHECKPOINT_NAME,
     load_checkpoint,
     restore_generators,
     save_checkpoint,
-    saved_settings,
 )
-from tinyllm.corpus import load_corpus, load_text
-from tinyllm.models import BERT, BERT_PRESETS, GPT, GPT_PRESETS, BERTConfig, GPTConfig
 from tinyllm.nn import Module
-from tinyllm.objectives import BERT_SPECIAL_TOKENS, LanguageModelTask, MaskedLMTask
+from tinyllm.recipe import (  # noqa: F401 (the recipe, importable from here as before)
+    TRAIN_PRESETS,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    build_task,
+    build_tokenizer,
+    load_texts,
+    model_config,
+    saved_train_config,
+)
 from tinyllm.runtime import keep_freed_memory
-from tinyllm.tokenizers import BPETokenizer, CharTokenizer
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A training recipe. Defaults: nanoGPT's CPU recipe for character-level Shakespeare."""
-
-    model: str = "gpt"  # "gpt" (autoregressive LM) or "bert" (MLM + NSP)
-    preset: str = "shakespeare-char"  # model shape: a key of GPT_PRESETS or BERT_PRESETS
-    data: str | None = None  # a UTF-8 text file (last 10% = validation); None: a bundled corpus
-    corpus: str = "shakespeare"  # bundled corpus when data is None ("shakespeare-all": 37 plays)
-    tokenizer: str = "char"  # "char" or "bpe" (byte-level BPE trained on the training text)
-    bpe_vocab_size: int = 2000  # BPE vocabulary: 256 bytes + merges + special tokens
-    iters: int = 2000  # optimizer steps
-    batch_size: int = 12  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per step (effective batch = batch_size * grad_accum)
-    lr: float = 1e-3  # peak learning rate, reached after the warm-up
-    min_lr: float = 1e-4  # learning rate at the end of the cosine decay
-    warmup_iters: int = 100  # linear warm-up steps
-    weight_decay: float = 0.1  # AdamW decay on matrices (not on biases and LayerNorms)
-    beta1: float = 0.9  # AdamW first-moment decay
-    beta2: float = 0.99  # AdamW second-moment decay (0.99: small batches, nanoGPT)
-    grad_clip: float = 1.0  # clip the global gradient norm to this (0: off)
-    mask_prob: float = 0.15  # BERT: fraction of tokens chosen for the MLM loss
-    eval_interval: int = 250  # steps between validation estimates
-    eval_iters: int = 20  # batches per periodic validation estimate
-    final_eval_iters: int = 200  # batches for the final train and validation losses
-    checkpoint_interval: int = 500  # steps between checkpoints (and one at the end)
-    sample_tokens: int = 500  # GPT: length of the sample printed at the end (0: none)
-    seed: int = 1337  # initialisation, batches and dropout
-    device: str = "cpu"  # "cpu" or "cuda"
-    out_dir: str = "runs/shakespeare-char"  # where checkpoint, loss curve and metrics go
-
-
-TRAIN_PRESETS = {
-    "shakespeare-char": TrainConfig(),
-    "shakespeare-bert": TrainConfig(
-        model="bert", preset="shakespeare-bert", tokenizer="bpe", iters=1500, batch_size=32,
-        lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.01, beta2=0.999, eval_iters=10,
-        final_eval_iters=50, sample_tokens=0, out_dir="runs/shakespeare-bert",
-    ),
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Building the pieces
-# --------------------------------------------------------------------------------------------------
-
-
-def load_texts(config: TrainConfig) -> tuple[str, str]:
-    """(train, validation) text: a user's file with the fixed 90/10 split, or the bundled corpus."""
-    return load_text(config.data) if config.data else load_corpus(config.corpus)
-
-
-def build_tokenizer(config: TrainConfig, train_text: str, val_text: str):
-    if config.tokenizer == "char":  # the alphabet of the whole text, as in nanoGPT
-        return CharTokenizer.from_text(train_text + val_text)
-    if config.tokenizer == "bpe":
-        specials = BERT_SPECIAL_TOKENS if config.model == "bert" else ("<|endoftext|>",)
-        return BPETokenizer.train(train_text, config.bpe_vocab_size, special_tokens=specials)
-    raise ValueError(f"unknown tokenizer {config.tokenizer!r}; expected 'char' or 'bpe'")
-
-
-def model_config(config: TrainConfig, vocab_size: int) -> GPTConfig | BERTConfig:
-    presets = GPT_PRESETS if config.model == "gpt" else BERT_PRESETS
-    if config.preset not in presets:
-        raise ValueError(f"unknown {config.model} preset {config.preset!r}; "
-                         f"choose one of {sorted(presets)}")
-    return dataclasses.replace(presets[config.preset], vocab_size=vocab_size)
-
-
-def build_model(kind: str, shape: GPTConfig | BERTConfig, seed: int) -> Module:
-    rng = np.random.default_rng(seed)
-    return GPT(shape, rng=rng) if kind == "gpt" else BERT(shape, rng=rng)
-
-
-def build_task(config: TrainConfig, tokenizer, shape, train_text: str, val_text: str):
-    if config.model == "gpt":
-        train_ids = np.array(tokenizer.encode(train_text), dtype=np.int64)
-        val_ids = np.array(tokenizer.encode(val_text), dtype=np.int64)
-        return LanguageModelTask(train_ids, val_ids, config.batch_size, shape.context_length)
-    return MaskedLMTask(tokenizer, train_text, val_text, config.batch_size, shape.context_length,
-                        config.mask_prob)
-
-
-def build_optimizer(config: TrainConfig, model: Module) -> optim.AdamW:
-    groups = optim.param_groups_for_weight_decay(model, config.weight_decay)
-    return optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
-
-
-def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LRScheduler:
-    """Warm-up to ``config.lr``, then half a cosine to ``config.min_lr`` at ``config.iters``
-    (eq. 9.11), as an ``LRScheduler`` whose ``step_count`` a checkpoint saves."""
-    schedule = functools.partial(optim.warmup_cosine, max_lr=config.lr, min_lr=config.min_lr,
-                                 warmup_steps=config.warmup_iters, total_steps=config.iters)
-    return optim.LRScheduler(optimizer, schedule)
-
 
 # --------------------------------------------------------------------------------------------------
 # The training step
@@ -181,11 +92,6 @@ def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: op
     runs.check_finite("training loss", loss)
     apply_update(model, optimizer, grad_clip)
     return loss
-
-
-def saved_train_config(out_dir: str | Path) -> TrainConfig:
-    """The settings the run in ``out_dir`` was started with, from its checkpoint (for --resume)."""
-    return TrainConfig(**saved_settings(Path(out_dir) / CHECKPOINT_NAME))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,13 +140,16 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
         optimizer.load_state_dict(info["optimizer_state"])
         scheduler.load_state_dict(info["scheduler_state"])
         restore_generators(info["generators"], model, data_rng)
+        if hasattr(task, "load_state_dict"):  # the LSTM's stream position and carried state
+            task.load_state_dict(info["task_state"])
     keep_freed_memory()
     guard = runs.NonFiniteGuard(checkpoint_path, config.lr, saved_step=step if resume else None)
 
     def save() -> None:
         guard.check_weights(model, step)  # a non-finite weight is never saved
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, tokenizer, data_rng,
-                        settings=dataclasses.asdict(config), step=step, history=history, data=data)
+                        settings=dataclasses.asdict(config), step=step, history=history, data=data,
+                        task_state=task.state_dict() if hasattr(task, "state_dict") else None)
         if guard.saved(step):  # this run's first checkpoint: a replaced run's results are stale
             runs.remove_stale_results(out_dir)
 
@@ -293,9 +202,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
     model.train()
     metrics.update({"val_loss": round(val["loss"], 4), "train_loss": round(train_eval["loss"], 4),
                     "val_perplexity": round(val["perplexity"], 3)})
-    if config.model == "bert":
-        metrics.update({key: round(val[key], 4) for key in
-                        ("mlm_loss", "mlm_accuracy", "baseline_accuracy", "nsp_accuracy")})
+    metrics.update({key: round(value, 4) for key, value in val.items()  # BERT: mlm_accuracy, ...
+                    if key not in ("loss", "perplexity")})
     history["eval_step"].append(step)
     history["val_loss"].append(val["loss"])
     save()

@@ -3,8 +3,10 @@
 
     arrays    model.<dotted name>          the weights (Module.state_dict)
               optimizer.<index>.<buffer>   the optimizer's moments (Optimizer.state_dict)
+              task.<name>                  a task's own state, if it has one (truncated BPTT: the
+                                           stream position and the carried hidden state)
     metadata  format                       CHECKPOINT_FORMAT
-              model_kind, model_config     "gpt" or "bert" and its shape, to rebuild the model
+              model_kind, model_config     "gpt", "bert", "lstm" and its shape, to rebuild it
               optimizer, scheduler         the optimizer's numbers (steps, settings); the schedule's
               generators                   the batch generator's state and every dropout generator's
               tokenizer                    the tokenizer (its to_dict)
@@ -73,18 +75,22 @@ def restore_generators(states: dict[str, dict], model: Module,
 def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer,
                     scheduler: LRScheduler, tokenizer, data_rng: np.random.Generator, *,
                     settings: dict[str, Any], step: int, history: dict,
-                    data: dict[str, Any] | None = None) -> None:
+                    data: dict[str, Any] | None = None,
+                    task_state: dict[str, np.ndarray] | None = None) -> None:
     """Write a training checkpoint (atomically): the layout of the module docstring.
 
     ``settings`` is the run's recipe as a JSON-able dict (``dataclasses.asdict(TrainConfig)``);
-    ``data`` describes the training text ({"path", "size", "sha256"}) so a resume can check it.
+    ``data`` describes the training text ({"path", "size", "sha256"}) so a resume can check it;
+    ``task_state`` (name -> array, e.g. ``StreamTask.state_dict()``) is saved as ``task.<name>``.
     """
     kinds = [kind for kind, (cls, _) in MODEL_KINDS.items() if isinstance(model, cls)]
     if not kinds:
-        raise TypeError(f"a training checkpoint holds a GPT or a BERT, not {type(model).__name__}")
+        raise TypeError(f"a training checkpoint holds one of {sorted(MODEL_KINDS)}, not "
+                        f"{type(model).__name__}")
     arrays = {f"model.{name}": value for name, value in model.state_dict().items()}
     optimizer_arrays, optimizer_numbers = optimizer_state_to_arrays(optimizer.state_dict())
     arrays.update(optimizer_arrays)
+    arrays.update({f"task.{name}": value for name, value in (task_state or {}).items()})
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "train_config": json.dumps(settings),
@@ -135,7 +141,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any
     Returns (model, tokenizer, info): the model rebuilt from its kind and shape with the saved
     weights, the tokenizer, and ``info`` with "settings", "shape", "step", "history", "generators"
     (for :func:`restore_generators`), "optimizer_state" and "scheduler_state" (for their
-    ``load_state_dict``) and "data" (what :func:`save_checkpoint` was given, or None).
+    ``load_state_dict``), "data" (what :func:`save_checkpoint` was given, or None) and
+    "task_state" (the ``task.*`` arrays by name; empty if none were saved).
     """
     path, header, fields = _read(path)
     kind = fields["model_kind"]
@@ -165,5 +172,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any
         # a file written before the scheduler was saved: its position was always the step
         "scheduler_state": fields.get("scheduler", {"step_count": step}),
         "data": fields.get("data"),
+        "task_state": {k[len("task."):]: v for k, v in arrays.items() if k.startswith("task.")},
     }
     return model, tokenizer, info

@@ -8,7 +8,7 @@ header alone (:func:`tinyllm.checkpoint.safetensors.read_header`):
 - every metadata field the loader uses is present and of its JSON type;
 - ``model_config`` has exactly the fields of the kind's config dataclass, each of its type (an int
   is not a bool) and in its range (widths positive, dropout in [0, 1), heads dividing d_model);
-- the parameter count the config implies (eq. 11.7 for GPT, eq. 12.5 for BERT) equals the number
+- the parameter count the config implies (eq. 11.7 GPT, 12.5 BERT, 18.12 LSTM) equals the number
   of weights the file holds, so the model the loader builds is no larger than the file: a 6 KB
   file that claims a billion parameters is refused before anything is built;
 - a BPE tokenizer's merges do not spell a vocabulary too large to hold (merge k joining k - 1
@@ -30,21 +30,29 @@ from tinyllm.checkpoint.safetensors import CheckpointError, TensorInfo
 from tinyllm.models import (
     BERT,
     GPT,
+    RECURRENT_CELLS,
     BERTConfig,
     GPTConfig,
+    LSTMConfig,
+    LSTMLanguageModel,
     bert_parameter_count,
     gpt_parameter_count,
+    lstm_parameter_count,
 )
+from tinyllm.nn.multihead import ATTENTION_KINDS
 from tinyllm.nn.transformer import ACTIVATIONS
 
-MODEL_KINDS = {"gpt": (GPT, GPTConfig), "bert": (BERT, BERTConfig)}  # kind -> (model, its config)
-PARAMETER_COUNTS = {"gpt": gpt_parameter_count, "bert": bert_parameter_count}  # eq. 11.7, 12.5
+MODEL_KINDS = {"gpt": (GPT, GPTConfig), "bert": (BERT, BERTConfig),  # kind -> (model, its config)
+               "lstm": (LSTMLanguageModel, LSTMConfig)}
+PARAMETER_COUNTS = {"gpt": gpt_parameter_count, "bert": bert_parameter_count,  # eq. 11.7, 12.5
+                    "lstm": lstm_parameter_count}  # eq. 18.12
 # metadata field -> the JSON type the loader needs ("scheduler" and "data" may be absent)
 JSON_FIELDS = {"model_config": dict, "train_config": dict, "tokenizer": dict, "generators": dict,
                "optimizer": dict, "history": dict, "scheduler": dict, "data": (dict, type(None))}
 OPTIONAL_FIELDS = ("scheduler", "data")
 WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16")  # a model's weights are floating point
 MAX_VOCAB_BYTES = 2**28  # the bytes a BPE vocabulary may spell out (a real one: well under 1 MB)
+NEWER_FIELDS = {"attention": "fused"}  # config fields added after files were written: their value
 
 
 def _error(path: os.PathLike, field: str, problem: str) -> CheckpointError:
@@ -102,6 +110,7 @@ def check_config(path: os.PathLike, kind: str, values: dict[str, Any]):
     config_class = MODEL_KINDS[kind][1]
     types = typing.get_type_hints(config_class)
     names = [field.name for field in dataclasses.fields(config_class)]
+    values = {**{n: value for n, value in NEWER_FIELDS.items() if n in names}, **values}
     unknown, missing = sorted(set(values) - set(names)), [n for n in names if n not in values]
     if unknown or missing:
         raise _error(path, "model_config", f"does not describe a {config_class.__name__}: "
@@ -110,9 +119,12 @@ def check_config(path: os.PathLike, kind: str, values: dict[str, Any]):
         problem = _field_problem(name, types[name], values[name])
         if problem:
             raise _error(path, f"model_config.{name}", f"{problem}, got {_short(values[name])}")
-    if values["d_model"] % values["num_heads"]:
+    if "num_heads" in values and values["d_model"] % values["num_heads"]:
         raise _error(path, "model_config.num_heads", f"must divide d_model = {values['d_model']}"
                      f", got {values['num_heads']}")
+    if values.get("tie_weights") and values["d_model"] != values["hidden_size"]:
+        raise _error(path, "model_config.tie_weights", "needs d_model = hidden_size, got "
+                     f"{values['d_model']} and {values['hidden_size']}")
     return config_class(**values)
 
 
@@ -133,6 +145,10 @@ def _field_problem(name: str, kind: type, value: object) -> str | None:
             return "must be a string"
         if name == "activation" and value not in ACTIVATIONS:
             return f"must be one of {list(ACTIVATIONS)}"
+        if name == "cell" and value not in RECURRENT_CELLS:
+            return f"must be one of {list(RECURRENT_CELLS)}"
+        if name == "attention" and value not in ATTENTION_KINDS:
+            return f"must be one of {list(ATTENTION_KINDS)}"
         return None
     return f"has a type ({kind}) that a checkpoint cannot check"
 

@@ -13,6 +13,7 @@ from tinyllm.nn.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
+from tinyllm.nn.recurrent import LSTM, RNN, LSTMCell, RNNCell
 from tinyllm.nn.transformer import (
     FeedForward,
     TransformerBlock,
@@ -31,8 +32,12 @@ __all__ = [
     "GELU",
     "KVCache",
     "LayerNorm",
+    "LSTM",
+    "LSTMCell",
     "MultiHeadAttention",
     "ReLU",
+    "RNN",
+    "RNNCell",
     "TransformerBlock",
     "TransformerDecoder",
     "TransformerEncoder",
