@@ -278,7 +278,7 @@ class KneserNey(NGramModel):
         n1, n2, n3, n4 = (int(np.sum(a == r)) for r in (1, 2, 3, 4))
         if min(n1, n2, n3) > 0:
             D = modified_kneser_ney_discounts(n1, n2, n3, n4)
-            if all(0 <= d <= r for r, d in zip((1, 2, 3), D)):
+            if all(0 < d <= r for r, d in zip((1, 2, 3), D)):  # D = 0: no mass for unseen
                 return D
         return FALLBACK_DISCOUNTS
 
