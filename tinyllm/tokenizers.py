@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from tinyllm.bpe import Pair, apply_merges, learn_merges
+from tinyllm.wordpiece import WordPieceError, WordPieceTokenizer  # noqa: F401 (chapter 13)
 
 # GPT-2's pre-tokenization with the standard `re` module: an English contraction, a run of letters,
 # a run of digits, or a run of other symbols, each keeping one leading space; then whitespace (a run
@@ -270,11 +271,14 @@ def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
     return BPETokenizer.load(path) if kind == "bpe" else CharTokenizer.load(path)
 
 
-def tokenizer_from_dict(obj: dict) -> CharTokenizer | BPETokenizer:
+def tokenizer_from_dict(obj: dict) -> CharTokenizer | BPETokenizer | WordPieceTokenizer:
     """Rebuild a tokenizer from its ``to_dict()`` data, whichever kind it is."""
     kind = obj.get("type") if isinstance(obj, dict) else None
     if kind == "char":
         return CharTokenizer.from_dict(obj)
     if kind == "bpe":
         return BPETokenizer.from_dict(obj)
-    raise TokenizerError(f"tokenizer data of unknown type {kind!r}; expected 'char' or 'bpe'")
+    if kind == "wordpiece":
+        return WordPieceTokenizer.from_dict(obj)
+    raise TokenizerError(f"tokenizer data of unknown type {kind!r}; expected 'char', 'bpe' or "
+                         "'wordpiece'")

@@ -7,6 +7,8 @@
   ``sentence_rouge``                                                              rouge.py
 - character and word error rate, Levenshtein distance: ``character_error_rate``,
   ``word_error_rate``, ``edit_distances``, ``levenshtein``                           cer.py
+- classification (chapter 14): ``accuracy``, ``precision``, ``recall``, ``f1_score``,
+  ``precision_recall_f1``, ``confusion_matrix``, ``perplexity``          classification.py
 
 Each is whole-array NumPy over the corpus (``sequences.py``: ids, n-gram counts;
 ``alignment.py``: the edit-distance and LCS tables). They agree with ``sacrebleu`` and
@@ -30,10 +32,21 @@ from tinyllm.metrics.cer import (
     word_error_rate,
 )
 from tinyllm.metrics.chrf import CHRFScore, corpus_chrf, sentence_chrf
+from tinyllm.metrics.classification import (
+    accuracy,
+    confusion_matrix,
+    f1_score,
+    perplexity,
+    precision,
+    precision_recall_f1,
+    recall,
+)
 from tinyllm.metrics.rouge import RougeScore, rouge_scores, sentence_rouge
 
 __all__ = [
     "BLEUScore", "CHRFScore", "RougeScore", "character_error_rate", "corpus_bleu", "corpus_chrf",
     "edit_distances", "levenshtein", "rouge_scores", "sentence_bleu", "sentence_bleu_scores",
     "sentence_chrf", "sentence_rouge", "tokenize_13a", "word_error_rate",
+    "accuracy", "confusion_matrix", "f1_score", "perplexity", "precision", "precision_recall_f1",
+    "recall",
 ]
