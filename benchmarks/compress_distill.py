@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 from compress_common import load_run, val_loss
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args()
     teacher, task, _, config, folder = load_run(args.checkpoint)
     config = dataclasses.replace(config, iters=args.iters,
@@ -53,16 +56,24 @@ def main() -> None:
     shape = dataclasses.replace(teacher.config, num_layers=args.layers, num_heads=args.heads,
                                 d_model=args.width)
     seed = config.seed + 1
+    teacher_loss = val_loss(teacher, task, args.eval_iters, seed)
     print(f"teacher {folder} ({teacher.num_parameters():,} parameters): val loss "
-          f"{val_loss(teacher, task, args.eval_iters, seed):.4f}")
+          f"{teacher_loss:.4f}")
+    rows = [{"student": "teacher", "parameters": teacher.num_parameters(),
+             "val_loss": teacher_loss, "ms_per_step": None}]
     distilled = DistillationTask(task, teacher, args.temperature, args.alpha)
     print(f"student L={args.layers} H={args.heads} C={args.width}, {args.iters} steps")
     print("| student | parameters | val loss | ms/step |")
     print("|---|---|---|---|")
     for label, student_task in (("from scratch", task), ("distilled", distilled)):
         model, ms = train_student(shape, config, student_task, config.seed)
-        print(f"| {label} | {model.num_parameters():,} | "
-              f"{val_loss(model, task, args.eval_iters, seed):.4f} | {ms:.1f} |", flush=True)
+        rows.append({"student": label, "parameters": model.num_parameters(),
+                     "val_loss": val_loss(model, task, args.eval_iters, seed), "ms_per_step": ms})
+        print(f"| {label} | {model.num_parameters():,} | {rows[-1]['val_loss']:.4f} | {ms:.1f} |",
+              flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": str(folder), "iters": args.iters,
+                                               "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--eval-iters", type=int, default=50)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", default="fp32,fp16,bf16")
+    parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args()
     config = dataclasses.replace(TrainConfig(), iters=args.iters, device=args.device,
                                  warmup_iters=min(100, args.iters // 10))
@@ -74,10 +77,14 @@ def main() -> None:
           f"{args.eval_iters} batches")
     print("| precision | val loss | ms/step | skipped steps | final loss scale |")
     print("|---|---|---|---|---|")
+    rows = []
     for precision in args.precisions.split(","):
         r = run(precision, config, tokenizer, task, shape, args.eval_iters)
+        rows.append({"precision": precision, **r})
         print(f"| {precision} | {r['val_loss']:.4f} | {r['ms_per_step']:.1f} | {r['skipped']} | "
               f"{r['scale']:g} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"iters": args.iters, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

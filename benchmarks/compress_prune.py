@@ -12,6 +12,8 @@ per layer), the k least important heads switched off, k = 0, 2, 4, ..., every he
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 from compress_common import load_run, val_loss
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--finetune", type=int, default=50)
     parser.add_argument("--eval-iters", type=int, default=100)
+    parser.add_argument("--json", help="also write the tables here (compress_plots.py reads it)")
     args = parser.parse_args()
     model, task, _, config, folder = load_run(args.checkpoint)
     trained = model.state_dict()
@@ -50,14 +53,16 @@ def main() -> None:
     print(f"run {folder}; validation loss over {args.eval_iters} batches")
     print(f"| sparsity | val loss | after {args.finetune} fine-tune steps |")
     print("|---|---|---|")
+    sweep, heads = [], []
     for s in SPARSITIES:
         model.load_state_dict(trained)
         masks = magnitude_masks(model, s)
         apply_masks(model, masks)
         pruned = val_loss(model, task, args.eval_iters, seed)
         finetune(model, masks, task, config, args.finetune)
-        print(f"| {s:.2f} | {pruned:.4f} | {val_loss(model, task, args.eval_iters, seed):.4f} |",
-              flush=True)
+        tuned = val_loss(model, task, args.eval_iters, seed)
+        sweep.append({"sparsity": s, "val_loss": pruned, "finetuned_val_loss": tuned})
+        print(f"| {s:.2f} | {pruned:.4f} | {tuned:.4f} |", flush=True)
     model.load_state_dict(trained)
     total = sum(attn.size for attn in head_importance(model, task, 1).values())
     scores = {kind: head_importance(model, task, batches=16, normalize=kind == "normalised")
@@ -69,7 +74,11 @@ def main() -> None:
         for kind in ("raw", "normalised"):
             with head_gates(model, heads_to_remove(scores[kind], k)):
                 losses.append(val_loss(model, task, args.eval_iters, seed))
+        heads.append({"removed": k, "of": total, "raw": losses[0], "normalised": losses[1]})
         print(f"| {k} of {total} | {losses[0]:.4f} | {losses[1]:.4f} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": str(folder), "finetune": args.finetune,
+                                               "sparsity": sweep, "heads": heads}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ here, not a fast one.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a run folder of `tinyllm train`")
     parser.add_argument("--eval-iters", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=200, help="tokens generated for the timing")
+    parser.add_argument("--int8-eval-iters", type=int, default=20,
+                        help="batches for the int8 x int8 product (NumPy's integer matmul has no "
+                             "BLAS: ~50x slower than float32)")
+    parser.add_argument("--json", help="also write the table here (compress_plots.py reads it)")
     args = parser.parse_args()
     model, task, _, config, folder = load_run(args.checkpoint)
     seed = config.seed + 1  # the trainer's validation batches
@@ -51,15 +56,28 @@ def main() -> None:
     print("| scheme | val loss | bytes (arrays) | file bytes | ms/token |")
     print("|---|---|---|---|---|")
     arrays = model.state_dict()
-    print(f"| float32 | {val_loss(model, task, args.eval_iters, seed):.4f} | "
-          f"{sum(a.nbytes for a in arrays.values()):,} | {file_bytes(arrays):,} | "
-          f"{ms_per_token(model, args.tokens):.2f} |")
+    rows = [{"scheme": "float32", "bits": 32, "group_size": None, "matmul": "float32",
+             "val_loss": val_loss(model, task, args.eval_iters, seed),
+             "bytes": sum(int(a.nbytes) for a in arrays.values()),
+             "file_bytes": file_bytes(arrays), "ms_per_token": ms_per_token(model, args.tokens)}]
+    print_row(rows[-1])
     for label, bits, group_size, matmul in SCHEMES:
         quantized = quantize_model(model, bits=bits, group_size=group_size, matmul=matmul)
         arrays = quantized.quantized_state_dict()
-        print(f"| {label} | {val_loss(quantized, task, args.eval_iters, seed):.4f} | "
-              f"{quantized.nbytes():,} | {file_bytes(arrays):,} | "
-              f"{ms_per_token(quantized, args.tokens):.2f} |", flush=True)
+        iters = args.int8_eval_iters if matmul == "int8" else args.eval_iters
+        rows.append({"scheme": label, "bits": bits, "group_size": group_size, "matmul": matmul,
+                     "val_loss": val_loss(quantized, task, iters, seed), "eval_iters": iters,
+                     "bytes": quantized.nbytes(), "file_bytes": file_bytes(arrays),
+                     "ms_per_token": ms_per_token(quantized, args.tokens if matmul != "int8"
+                                                  else 20, repeats=3)})
+        print_row(rows[-1])
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": str(folder), "rows": rows}, indent=1))
+
+
+def print_row(row: dict) -> None:
+    print(f"| {row['scheme']} | {row['val_loss']:.4f} | {row['bytes']:,} | "
+          f"{row['file_bytes']:,} | {row['ms_per_token']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

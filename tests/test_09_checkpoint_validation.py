@@ -106,7 +106,7 @@ def test_a_bert_checkpoint_with_a_bpe_tokenizer_loads(tmp_path):
 # (field, new metadata value, phrase of the error): each a file the loader must refuse
 BAD_METADATA = [
     ("model_kind", "llama",
-     "field 'model_kind' is 'llama'; expected one of ['bert', 'gpt', 'lstm']"),
+     "field 'model_kind' is 'llama'; expected one of ['bert', 'gpt', 'lstm', 'seq2seq']"),
     ("step", "-1", "field 'step' must be a non-negative integer"),
     ("step", "1.5", "field 'step' must be a non-negative integer"),
     ("step", "\u0663", "field 'step' must be a non-negative integer"),  # an Arabic-Indic 3

@@ -3,15 +3,21 @@ prints its figures, times the trainer's own step, and counts FLOPs as benchmarks
 No timing is asserted (the test machine's speed is nobody's business here).
 """
 
+import importlib.machinery
 import importlib.util
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
 
 from tinyllm import train
+from tinyllm.backend import DeviceError, cuda_available
 from tinyllm.bench import run_benchmarks
+from tinyllm.bench.peak import matmul_gflops
 from tinyllm.bench.profiling import OpTimer
+from tinyllm.bench.run import torch_device_for
 from tinyllm.bench.training import (
     BenchSetting,
     TinyllmStep,
@@ -158,3 +164,94 @@ def test_the_benchmark_times_the_trainers_own_step(monkeypatch):
     assert runner.optimizer.step_count == runner.scheduler.step_count == 2
     expected_lr = train.build_scheduler(recipe, runner.optimizer).schedule(1)
     assert runner.optimizer.param_groups[0]["lr"] == expected_lr
+
+
+# --- on "cuda" (issue 13): the strict CuPy stand-in (tests/fake_cupy.py) without a GPU ------------
+def fake_torch_without_cuda(monkeypatch) -> None:
+    """An installed PyTorch that sees no CUDA GPU (only what run_benchmarks asks of it)."""
+    torch = types.ModuleType("torch")
+    torch.__spec__ = importlib.machinery.ModuleSpec("torch", None)
+    torch.__version__ = "9.9"
+    torch.cuda = types.SimpleNamespace(is_available=lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+
+
+def test_a_step_on_cuda_equals_the_cpu_step_with_one_transfer(strict_device):
+    """TinyllmStep(device="cuda"): the model on the device, the same losses as on the cpu (bit
+    for bit on the stand-in), and one device->host transfer per step (the loss and the norm)."""
+    setting = TINY_SETTINGS[1]
+    cpu = TinyllmStep(setting.config, setting.batch_size)
+    cuda = TinyllmStep(setting.config, setting.batch_size, device="cuda")
+    assert {p.device for p in cuda.model.parameters()} == {"cuda"}
+    transfers = []
+    for _ in range(3):
+        strict_device.reset()
+        assert cuda.step() == cpu.step()
+        transfers.append(strict_device.TRANSFERS["to_host"])
+    assert transfers == [1, 1, 1]
+    for (name, p), (_, q) in zip(cpu.model.named_parameters(), cuda.model.named_parameters()):
+        np.testing.assert_array_equal(q.numpy(), p.numpy(), err_msg=name)
+
+
+def test_the_peak_on_cuda_is_the_device_matmul_synchronised(strict_device):
+    """matmul_gflops(cupy): device operands, one synchronising transfer per product (a warm-up
+    and ``repeats`` timed products)."""
+    products = []
+    original = strict_device.matmul
+
+    def recording(a, b, out=None):
+        products.append((type(a), type(b), type(out)))
+        return original(a, b, out=out)
+
+    strict_device.matmul = recording
+    try:
+        strict_device.reset()
+        gflops = matmul_gflops(strict_device, size=64, repeats=3)
+    finally:
+        strict_device.matmul = original
+    assert gflops > 0 and np.isfinite(gflops)
+    assert products == [(strict_device.ndarray,) * 3] * 4
+    assert strict_device.TRANSFERS["to_host"] == 4
+    assert matmul_gflops(np, size=64, repeats=2) > 0  # the cpu: NumPy, nothing to wait for
+
+
+def test_a_cuda_run_names_the_device_and_says_pytorch_cuda_is_missing(strict_device, monkeypatch,
+                                                                     capsys):
+    fake_torch_without_cuda(monkeypatch)
+    figures = tiny_run(steps=2, quick=True, device="cuda")
+    out = capsys.readouterr().out
+    assert "PyTorch 9.9 (PyTorch CUDA not available: tinyllm only)" in out.splitlines()[0]
+    assert out.splitlines()[1].startswith("device: cuda (")
+    assert "CuPy" in out and "NumPy " not in out.split("matmul peak")[1].splitlines()[0]
+    printed = json.loads(out.strip().splitlines()[-1])
+    assert printed == json.loads(json.dumps(figures))
+    assert printed["device"] == "cuda" and set(printed["peak_gflops"]) == {"CuPy"}
+    assert printed["torch_threads"] is None and "torch_ms" not in printed["training"][0]
+    assert printed["training"][0]["tinyllm_ms"] > 0
+    assert printed["generation"][0]["same_tokens"] is True
+
+
+def test_pytorch_is_timed_on_the_benchmarks_device(monkeypatch):
+    assert torch_device_for("cpu", compare_torch=False) == (None, " (PyTorch not timed)")
+    fake_torch_without_cuda(monkeypatch)
+    assert torch_device_for("cpu", True) == ("cpu", ", PyTorch 9.9")
+    assert torch_device_for("cuda", True) == (
+        None, ", PyTorch 9.9 (PyTorch CUDA not available: tinyllm only)")
+    monkeypatch.setattr(sys.modules["torch"].cuda, "is_available", lambda: True)
+    assert torch_device_for("cuda", True) == ("cuda", ", PyTorch 9.9")
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert torch_device_for("cuda", True) == (None, " (PyTorch not installed: tinyllm only)")
+
+
+def test_profiling_on_cuda_is_refused_before_any_timing(strict_device, capsys):
+    with pytest.raises(ValueError, match="profile with device='cpu'"):
+        tiny_run(steps=2, profile=True, device="cuda")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(cuda_available(), reason="checks the message without a GPU")
+def test_cuda_without_a_gpu_is_the_one_unavailable_error(capsys):
+    with pytest.raises(DeviceError, match="device 'cuda' requested but unavailable"):
+        tiny_run(steps=2, device="cuda")
+    assert capsys.readouterr().out == ""

@@ -95,7 +95,7 @@ def bert_run(text_file, tmp_path_factory):
 
 @pytest.mark.parametrize("command, expected", [
     ([], ["usage: tinyllm", "train", "sample", "fill", "bench", "tinyllm train --data my.txt"]),
-    (["train"], ["usage: tinyllm train", "--model {gpt,bert,lstm}", "--preset", "--data",
+    (["train"], ["usage: tinyllm train", "--model {gpt,bert,lstm,seq2seq}", "--preset", "--data",
                  "--corpus", "--tokenizer", "--iters", "--batch-size", "--grad-accum", "--lr",
                  "--eval-interval", "--sample-tokens", "--seed", "--device", "--out", "--resume",
                  "--no-progress"]),

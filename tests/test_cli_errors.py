@@ -98,6 +98,9 @@ def run(argv, capsys) -> tuple[int, str, str]:
 TRAIN = ["train", "--data", "{play}", "--out", "{out}", "--no-progress"]
 SAMPLE = ["sample", "--checkpoint", "{gpt}", "--tokens", "3"]
 FILL = ["fill", "--checkpoint", "{bert}", "--text", "the [MASK]"]
+QUANTIZE = ["quantize", "--checkpoint", "{gpt}", "--out", "{out}"]  # chapter 16
+PRUNE = ["prune", "--checkpoint", "{gpt}", "--out", "{out}"]
+TRANSLATE = ["translate", "--checkpoint", "{gpt}", "--text", "vpon"]  # chapter 15
 NO_GPU = pytest.mark.skipif(tl.cuda_available(), reason="checks the message without a GPU")
 
 CASES = [
@@ -129,6 +132,8 @@ CASES = [
     (TRAIN + ["--bogus"], 2, "tinyllm: error: unrecognized arguments: --bogus"),
     pytest.param(TRAIN + ["--device", "cuda"], 2, "device 'cuda' requested but unavailable",
                  marks=NO_GPU),
+    pytest.param(TRAIN + ["--model", "lstm", "--device", "cuda"], 2,
+                 "device 'cuda' requested but unavailable", marks=NO_GPU),
     # ---------------------------------------------------------------- train: files
     (["train", "--data", "{missing}", "--out", "{out}"], 2, "text file not found:"),
     (["train", "--data", "{folder}", "--out", "{out}"], 2, "is a folder; give a UTF-8 text file"),
@@ -190,6 +195,9 @@ CASES = [
     (["fill", "--checkpoint", "{missing}", "--text", "[MASK]"], 2, "no checkpoint at"),
     (["fill", "--checkpoint", "{garbage}", "--text", "[MASK]"], 2, "is not a valid safetensors"),
     (["fill", "--checkpoint", "{bert}"], 2, "the following arguments are required: --text"),
+    (FILL + ["--device", "tpu"], 2, "argument --device: invalid choice: 'tpu'"),
+    pytest.param(FILL + ["--device", "cuda"], 2, "device 'cuda' requested but unavailable",
+                 marks=NO_GPU),
     # ---------------------------------------------------------------- bench
     (["bench", "--steps", "0"], 2, "--steps must be a positive integer, got 0"),
     (["bench", "--steps", "-2"], 2, "--steps must be a positive integer, got -2"),
@@ -198,6 +206,50 @@ CASES = [
     (["bench", "--threads", "-1"], 2, "--threads must be a positive integer, got -1"),
     (["bench", "--threads", "x"], 2, "argument --threads: invalid int value: 'x'"),
     (["bench", "--bogus"], 2, "tinyllm: error: unrecognized arguments: --bogus"),
+    (["bench", "--device", "tpu"], 2, "argument --device: invalid choice: 'tpu'"),
+    pytest.param(["bench", "--device", "cuda"], 2, "device 'cuda' requested but unavailable",
+                 marks=NO_GPU),
+    # ---------------------------------------------------------------- chapter 16
+    (TRAIN + ["--precision", "fp8"], 2, "argument --precision: invalid choice: 'fp8'"),
+    (QUANTIZE + ["--bits", "3"], 2, "argument --bits: invalid choice: 3"),
+    (QUANTIZE + ["--group-size", "0"], 2, "--group-size must be a positive integer, got 0"),
+    (QUANTIZE + ["--group-size", "7"], 2, "group_size 7 must divide the input width K = 16"),
+    (QUANTIZE + ["--bits", "4", "--matmul", "int8"], 2, "--matmul int8 multiplies int8 levels"),
+    (QUANTIZE[:3] + ["--out", "{folder}"], 2, "is a folder: give the file to write"),
+    (QUANTIZE[:3] + ["--out", "{play}"], 2, "exists: choose another file, or pass --overwrite"),
+    (["quantize", "--checkpoint", "{missing}", "--out", "{out}"], 2, "no checkpoint at"),
+    (["quantize", "--checkpoint", "{garbage}", "--out", "{out}"], 2, "is not a valid safetens"),
+    (["quantize", "--checkpoint", "{gpt}"], 2, "the following arguments are required: --out"),
+    (PRUNE + ["--sparsity", "1.5"], 2, "--sparsity is the fraction of weights to prune, in [0,"),
+    (PRUNE + ["--sparsity", "nan"], 2, "--sparsity is the fraction of weights to prune, in [0,"),
+    (PRUNE + ["--sparsity", "half"], 2, "argument --sparsity: invalid float value: 'half'"),
+    (PRUNE[:3] + ["--sparsity", "0.5", "--out", "{bert}"], 2, "already holds a run"),
+    (PRUNE[:3] + ["--sparsity", "0.5", "--out", "{gpt}"], 2, "is the run being pruned"),
+    (["prune", "--checkpoint", "{missing}", "--sparsity", "0.5", "--out", "{out}"], 2,
+     "no checkpoint at"),
+    # ---------------------------------------------------------------- translate (chapter 15)
+    (["train", "--model", "seq2seq", "--data", "{play}", "--out", "{out}"], 2,
+     "seq2seq trains on the bundled parallel corpus (data/shakespeare-folio); --data is for"),
+    (["train", "--model", "seq2seq", "--tokenizer", "bpe", "--out", "{out}"], 2,
+     "--model seq2seq trains on its own corpus with its own character tokenizer"),
+    (["train", "--model", "seq2seq", "--corpus", "shakespeare-all", "--out", "{out}"], 2,
+     "drop --corpus and --tokenizer"),
+    (TRANSLATE + ["--beam", "0"], 2, "--beam must be a positive integer, got 0"),
+    (TRANSLATE + ["--beam", "x"], 2, "argument --beam: invalid int value: 'x'"),
+    (TRANSLATE + ["--length-penalty", "-1"], 2, "--length-penalty must be a finite number >= 0"),
+    (TRANSLATE + ["--length-penalty", "nan"], 2, "--length-penalty must be a finite number"),
+    (TRANSLATE + ["--limit", "5"], 2, "--limit takes a positive number of pairs, and only with"),
+    (TRANSLATE[:3] + ["--evaluate", "test", "--limit", "0"], 2, "--limit takes a positive"),
+    (TRANSLATE[:3] + ["--evaluate", "dev"], 2, "argument --evaluate: invalid choice: 'dev'"),
+    (TRANSLATE[:3] + ["--text", " "], 2, "--text is empty: give some Folio text"),
+    (TRANSLATE[:3] + ["--file", "{missing}"], 2, "--file not found (or not a file)"),
+    (TRANSLATE[:3], 2, "one of the arguments --text --file --evaluate is required"),
+    (TRANSLATE + ["--file", "{play}"], 2, "argument --file: not allowed with argument --text"),
+    (TRANSLATE + ["--device", "tpu"], 2, "argument --device: invalid choice: 'tpu'"),
+    (TRANSLATE + ["--threads", "0"], 2, "--threads must be a positive integer, got 0"),
+    (TRANSLATE, 2, "holds a GPT; `tinyllm translate` needs a seq2seq checkpoint"),
+    (["translate", "--checkpoint", "{missing}", "--text", "vpon"], 2, "no checkpoint at"),
+    (["translate", "--text", "vpon"], 2, "the following arguments are required: --checkpoint"),
     # ---------------------------------------------------------------- no command
     ([], 2, "the following arguments are required: COMMAND"),
     (["fly"], 2, "argument COMMAND: invalid choice: 'fly'"),

@@ -7,6 +7,9 @@
     tinyllm sample --checkpoint runs/shakespeare-char --prompt "ROMEO:"
     tinyllm fill --checkpoint runs/shakespeare-bert --text "To be, or not to [MASK]"
     tinyllm bench                         # ms per step, tokens/s, GFLOP/s (and PyTorch's)
+    tinyllm translate --checkpoint runs/folio-modern --text "Heere Master: What cheere?"
+    tinyllm quantize --checkpoint runs/shakespeare-char --bits 8 --out q8.safetensors  # ch. 16
+    tinyllm prune --checkpoint runs/shakespeare-char --sparsity 0.5 --out runs/pruned50
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyllm.backend import DeviceError
+from tinyllm.backend import DeviceError, check_device
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.corpus import CorpusError
 from tinyllm.recipe import TRAINING_KINDS
 from tinyllm.runtime import limit_blas_threads
 from tinyllm.tokenizers import CharTokenizer, TokenizerError
+from tinyllm.translate import add_parser as _translate_parser
+from tinyllm.translate import run_command as cmd_translate
 
 # errors a user can fix: printed as one line, no traceback
 USER_ERRORS = (FileNotFoundError, CheckpointError, CorpusError, TokenizerError, DeviceError,
@@ -58,6 +63,8 @@ def _train_parser(commands) -> None:
                    help="length of the sample printed after GPT or LSTM training")
     p.add_argument("--seed", type=int, help="random seed (initialisation, batches, dropout)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="cuda needs CuPy and a GPU")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+                   help="compute format; fp16/bf16 keep float32 master weights (chapter 16)")
     p.add_argument("--threads", type=int,
                    help="BLAS threads for matrix products "
                         "(default: all cores; 1 is faster on a busy machine)")
@@ -102,6 +109,7 @@ def _fill_parser(commands) -> None:
     p.add_argument("--text", required=True,
                    help='text with [MASK] tokens, e.g. "To be, or not to [MASK]"')
     p.add_argument("--top", type=int, default=5, help="candidates shown per mask (default 5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 
 
 def _bench_parser(commands) -> None:
@@ -111,6 +119,8 @@ def _bench_parser(commands) -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps per model (default 20)")
     p.add_argument("--quick", action="store_true", help="only the small GPT preset")
     p.add_argument("--threads", type=int, help="BLAS (and PyTorch) threads (default: all cores)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: tinyllm on the GPU (CuPy), and PyTorch CUDA if available")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(commands)
     _fill_parser(commands)
     _bench_parser(commands)
+    _translate_parser(commands)  # chapter 15: its command lives with its code, tinyllm.translate
+    from tinyllm.compress.commands import add_parsers  # quantize, prune (chapter 16)
+
+    add_parsers(commands)
     return parser
 
 
@@ -141,7 +155,8 @@ def _train_config(args):
     overrides = {"preset": args.preset, "data": args.data, "corpus": args.corpus,
                  "tokenizer": args.tokenizer, "iters": args.iters, "batch_size": args.batch_size,
                  "grad_accum": args.grad_accum, "lr": args.lr, "eval_interval": args.eval_interval,
-                 "sample_tokens": args.sample_tokens, "seed": args.seed, "device": args.device}
+                 "sample_tokens": args.sample_tokens, "seed": args.seed, "device": args.device,
+                 "precision": args.precision}
     config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     for name in ("iters", "batch_size", "grad_accum", "eval_interval"):
         if getattr(config, name) < 1:
@@ -165,7 +180,8 @@ def cmd_train(args) -> None:
     print(f"wrote {config.out_dir}/checkpoint.safetensors, loss.png and metrics.json")
     if TRAINING_KINDS[config.model].generates_text and config.sample_tokens > 0:
         print("\n--- sample (temperature 0.8) ---")
-        print(generate_text(config.out_dir, None, config.sample_tokens, temperature=0.8, seed=0))
+        print(generate_text(config.out_dir, None, config.sample_tokens, temperature=0.8, seed=0,
+                            device=config.device))  # on the device it was trained on
 
 
 def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature: float = 0.8,
@@ -180,7 +196,7 @@ def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature:
     characters (a token that ends inside a UTF-8 character waits for the next one); the pieces
     join to the returned text. Every argument is checked before the checkpoint is read.
     """
-    from tinyllm.checkpoint import load_checkpoint
+    from tinyllm.checkpoint.quantized import load_for_inference
     from tinyllm.sampling import check_sampling
 
     check_sampling(temperature, top_k, top_p)
@@ -188,7 +204,7 @@ def generate_text(checkpoint: str, prompt: str | None, tokens: int, temperature:
         raise ValueError(f"--tokens must be >= 0, got {tokens}")
     if prompt is not None and not prompt:
         raise ValueError("the prompt is empty: give at least one character, e.g. --prompt $'\\n'")
-    model, tokenizer, _ = load_checkpoint(checkpoint)
+    model, tokenizer, _ = load_for_inference(checkpoint)  # a training or a quantized checkpoint
     if not hasattr(model, "generate_stream"):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, which does not generate "
                          "text; use `tinyllm fill` for it")
@@ -269,11 +285,12 @@ def cmd_fill(args) -> None:
         raise ValueError(f"--text is {len(ids)} tokens with [CLS] and [SEP], longer than "
                          f"context_length = {model.config.context_length} of this BERT: "
                          "shorten the text")
-    model.eval()
+    model.to(args.device).eval()
     with no_grad():
         logits, _ = model(np.array([ids]))  # (1, T, V)
+    rows = logits.numpy()[0]  # (T, V): one copy to the host for every mask
     for position in masked:
-        row = logits.numpy()[0, position]
+        row = rows[position]
         best = np.argsort(-row)[:args.top]
         probs = np.exp(row - row.max())
         probs /= probs.sum()
@@ -286,8 +303,15 @@ def cmd_bench(args) -> None:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be a positive integer, got {args.steps}")
+    device = check_device(args.device)  # no GPU: the one-line "unavailable" error first
     set_threads("bench", args.threads)
-    run_benchmarks(steps=args.steps, quick=args.quick)
+    run_benchmarks(steps=args.steps, quick=args.quick, device=device)
+
+
+def cmd_compress(args) -> None:
+    from tinyllm.compress import commands  # chapter 16: its commands live with their code
+
+    {"quantize": commands.cmd_quantize, "prune": commands.cmd_prune}[args.command](args)
 
 
 def set_threads(command: str, threads: int | None) -> None:
@@ -302,7 +326,8 @@ def set_threads(command: str, threads: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "sample": cmd_sample, "fill": cmd_fill, "bench": cmd_bench}
+    handlers = {"train": cmd_train, "sample": cmd_sample, "fill": cmd_fill, "bench": cmd_bench,
+                "quantize": cmd_compress, "prune": cmd_compress, "translate": cmd_translate}
     try:
         for name in ("seed", "sample_tokens", "tokens"):  # never negative, in any command
             value = getattr(args, name, None)

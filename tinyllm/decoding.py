@@ -1,7 +1,8 @@
 """Greedy and beam search for the encoder-decoder (chapter 15, "Decoding").
 
 Both encode each source once, then grow the output one position at a time from [BOS]. Tokens are
-scored by log p(y_t | y_<t, x) from the decoder's logits; PAD and BOS can never be produced.
+scored by log p(y_t | y_<t, x) from the decoder's logits, summing to log P(Y | X) (eq. 15.5);
+PAD and BOS can never be produced.
 
 - Greedy search takes the arg-max at every position and stops a row at EOS (or at ``max_len``).
 - Beam search (Graves 2012; Sutskever et al. 2014) keeps the K = ``beam_width`` best prefixes of
@@ -53,7 +54,8 @@ def length_penalty(length, alpha: float):
 
 def encode(model: Seq2Seq, src, src_mask=None) -> tuple[Tensor, np.ndarray]:
     """The memory (B, S, C) of the sources (B, S) and their padding mask (B, S), computed once."""
-    src = np.asarray(src.data if isinstance(src, Tensor) else src)
+    src = src.data if isinstance(src, Tensor) else src
+    src = src if hasattr(src, "dtype") else np.asarray(src)  # host or device ids, as given
     mask = model.source_mask(src, src_mask)  # (B, S)
     return model.encode(src, mask), mask
 

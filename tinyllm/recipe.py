@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from tinyllm import optim
+from tinyllm import optim, runs
 from tinyllm.checkpoint import CHECKPOINT_NAME, saved_settings
 from tinyllm.corpus import load_corpus, load_text
 from tinyllm.models import (
@@ -27,9 +27,16 @@ from tinyllm.models import (
     GPT_PRESETS,
     LSTM_PRESETS,
     LSTMLanguageModel,
+    Seq2Seq,
 )
 from tinyllm.nn import Module
-from tinyllm.objectives import BERT_SPECIAL_TOKENS, LanguageModelTask, MaskedLMTask, StreamTask
+from tinyllm.objectives import (
+    BERT_SPECIAL_TOKENS,
+    LanguageModelTask,
+    MaskedLMTask,
+    StreamTask,
+    translation,
+)
 from tinyllm.tokenizers import BPETokenizer, CharTokenizer
 
 
@@ -62,6 +69,7 @@ class TrainConfig:
     state_reset_interval: int = 16  # LSTM: zero the carried state every this many batches (0: off)
     seed: int = 1337  # initialisation, batches and dropout
     device: str = "cpu"  # "cpu" or "cuda"
+    precision: str = "fp32"  # compute: "fp32"; "fp16", "bf16": float32 master weights (ch. 16)
     out_dir: str = "runs/shakespeare-char"  # where checkpoint, loss curve and metrics go
 
 
@@ -79,6 +87,13 @@ TRAIN_PRESETS = {
         model="lstm", preset="shakespeare-lstm", iters=600, lr=3e-3, min_lr=3e-4,
         warmup_iters=50, eval_interval=100, checkpoint_interval=200,
         out_dir="runs/shakespeare-lstm",
+    ),
+    # First Folio -> modern spelling (chapter 15): characters, 48 pairs a step, Vaswani et al.'s
+    # betas (0.9, 0.98), label smoothing 0.1 (in the model's config); ~15 min on one core
+    "folio-modern": TrainConfig(
+        model="seq2seq", preset="folio-modern", iters=3500, batch_size=48, lr=1.5e-3,
+        min_lr=1e-4, warmup_iters=200, weight_decay=0.01, beta2=0.98, eval_interval=500,
+        eval_iters=10, final_eval_iters=50, sample_tokens=0, out_dir="runs/folio-modern",
     ),
 }
 
@@ -117,6 +132,9 @@ class ModelKind:
     train_preset: str  # the TRAIN_PRESETS entry `tinyllm train --model KIND` starts from
     special_tokens: tuple[str, ...] = ("<|endoftext|>",)  # a BPE tokenizer's special tokens
     generates_text: bool = True  # `tinyllm train` prints a sample after training
+    texts: Callable | None = None  # (config) -> (train, val) text of a kind with its own corpus
+    tokenizer: Callable | None = None  # (train, val) -> the kind's own tokenizer
+    fingerprint: Callable | None = None  # (config) -> its corpus's {"path", "size", "sha256"}
 
 
 TRAINING_KINDS = {
@@ -124,6 +142,10 @@ TRAINING_KINDS = {
     "bert": ModelKind(BERT, BERT_PRESETS, _masked_lm_task, "shakespeare-bert",
                       special_tokens=BERT_SPECIAL_TOKENS, generates_text=False),
     "lstm": ModelKind(LSTMLanguageModel, LSTM_PRESETS, _stream_task, "shakespeare-lstm"),
+    "seq2seq": ModelKind(Seq2Seq, translation.SEQ2SEQ_PRESETS, translation.translation_task,
+                         "folio-modern", generates_text=False, texts=translation.folio_texts,
+                         tokenizer=translation.pair_tokenizer,
+                         fingerprint=translation.folio_fingerprint),
 }
 
 
@@ -139,11 +161,28 @@ def model_kind(name: str) -> ModelKind:
 
 
 def load_texts(config: TrainConfig) -> tuple[str, str]:
-    """(train, validation) text: a user's file with the fixed 90/10 split, or the bundled corpus."""
+    """(train, validation) text: a user's file with the fixed 90/10 split, or the bundled corpus
+    (a kind with a corpus of its own, seq2seq's parallel pairs, loads that)."""
+    kind = model_kind(config.model)
+    if kind.texts is not None:
+        if config.corpus != "shakespeare" or config.tokenizer != "char":  # (--data: kind.texts)
+            raise ValueError(f"--model {config.model} trains on its own corpus with its own "
+                             "character tokenizer: drop --corpus and --tokenizer")
+        return kind.texts(config)
     return load_text(config.data) if config.data else load_corpus(config.corpus)
 
 
+def data_fingerprint(config: TrainConfig) -> dict:
+    """What every checkpoint records of the training text (``runs.data_fingerprint``)."""
+    kind = model_kind(config.model)
+    if kind.fingerprint is not None:
+        return kind.fingerprint(config)
+    return runs.data_fingerprint(config.data, config.corpus)
+
+
 def build_tokenizer(config: TrainConfig, train_text: str, val_text: str):
+    if model_kind(config.model).tokenizer is not None:  # seq2seq: PAD, BOS, EOS + characters
+        return model_kind(config.model).tokenizer(train_text, val_text)
     if config.tokenizer == "char":  # the alphabet of the whole text, as in nanoGPT
         return CharTokenizer.from_text(train_text + val_text)
     if config.tokenizer == "bpe":

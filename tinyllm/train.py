@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from tinyllm import optim, runs
+from tinyllm.backend import get_array_module, to_numpy
 from tinyllm.checkpoint import (  # noqa: F401 (load_checkpoint: chapter 12 imports it from here)
     CHECKPOINT_NAME,
     load_checkpoint,
     restore_generators,
     save_checkpoint,
 )
+from tinyllm.compress.training import RunCompression
 from tinyllm.nn import Module
 from tinyllm.recipe import (  # noqa: F401 (the recipe, importable from here as before)
     TRAIN_PRESETS,
@@ -42,6 +44,7 @@ from tinyllm.recipe import (  # noqa: F401 (the recipe, importable from here as 
     build_scheduler,
     build_task,
     build_tokenizer,
+    data_fingerprint,
     load_texts,
     model_config,
     saved_train_config,
@@ -53,30 +56,49 @@ from tinyllm.runtime import keep_freed_memory
 # --------------------------------------------------------------------------------------------------
 
 
-def accumulate_gradients(model: Module, task, data_rng: np.random.Generator,
-                         grad_accum: int) -> float:
-    """Forward and backward over ``grad_accum`` micro-batches; returns the mean of their losses.
+def accumulate_gradients(model: Module, task, data_rng: np.random.Generator, grad_accum: int):
+    """Forward and backward over ``grad_accum`` micro-batches; returns the mean of their losses,
+    a 0-d float64 array on the model's device (summed there: no transfer, no wait).
 
     Each micro-batch's loss is divided by k = grad_accum before its backward, so the gradients that
     add up in ``p.grad`` are those of the mean loss over the k micro-batches (eq. 9.14).
     """
-    loss_sum = 0.0
+    loss_sum = None
     for _ in range(grad_accum):
         loss = task.loss(model, task.batch("train", data_rng)) / grad_accum
         loss.backward()
-        loss_sum += loss.item()
+        term = loss.data.astype(np.float64)  # () float64: the sum a Python float would make
+        loss_sum = term if loss_sum is None else loss_sum + term
     return loss_sum
 
 
-def apply_update(model: Module, optimizer: optim.Optimizer, grad_clip: float) -> None:
+def step_numbers(*values) -> list[float]:
+    """0-d arrays on one device (or floats) -> host floats, in one device->host transfer.
+
+    On a GPU every ``float(x)`` waits for the device; stacking first waits once for all of them.
+    """
+    xp = get_array_module(*values)
+    stacked = xp.stack([xp.asarray(value, dtype=np.float64) for value in values])  # (n,)
+    return [float(number) for number in to_numpy(stacked)]
+
+
+def apply_update(model: Module, optimizer: optim.Optimizer, grad_clip: float,
+                 loss=None) -> float | None:
     """Clip the global gradient norm to ``grad_clip`` (eq. 9.13; 0: off), step, zero the grads.
 
-    A non-finite norm raises ``runs.NonFiniteError`` before the step: the weights stay as they were.
+    ``loss`` (from ``accumulate_gradients``, on the device) comes to the host with the norm, in
+    the step's one transfer; it is returned as a float. A non-finite loss or norm raises
+    ``runs.NonFiniteError`` before the step: the weights stay as they were.
     """
-    if grad_clip > 0:
-        runs.check_finite("gradient norm", optim.clip_grad_norm_(model.parameters(), grad_clip))
+    norm = optim.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    checked = {what: value for what, value in (("training loss", loss), ("gradient norm", norm))
+               if value is not None}  # the loss first: a nan loss is named as the loss
+    host = dict(zip(checked, step_numbers(*checked.values()))) if checked else {}
+    for what, number in host.items():
+        runs.check_finite(what, number)
     optimizer.step()
     optimizer.zero_grad()
+    return host.get("training loss")
 
 
 def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: optim.Optimizer,
@@ -88,10 +110,8 @@ def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: op
     or gradient norm raises ``runs.NonFiniteError`` before the update.
     """
     scheduler.step()
-    loss = accumulate_gradients(model, task, data_rng, grad_accum)
-    runs.check_finite("training loss", loss)
-    apply_update(model, optimizer, grad_clip)
-    return loss
+    loss = accumulate_gradients(model, task, data_rng, grad_accum)  # on the device
+    return apply_update(model, optimizer, grad_clip, loss)  # the one device->host transfer
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +139,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     train_text, val_text = load_texts(config)
-    data = runs.data_fingerprint(config.data, config.corpus)  # recorded in every checkpoint
+    data = data_fingerprint(config)  # recorded in every checkpoint
     if resume:
         model, tokenizer, info = load_checkpoint(checkpoint_path)
         saved = dataclasses.asdict(TrainConfig(**info["settings"]))
@@ -144,12 +164,16 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
             task.load_state_dict(info["task_state"])
     keep_freed_memory()
     guard = runs.NonFiniteGuard(checkpoint_path, config.lr, saved_step=step if resume else None)
+    compression = RunCompression(model, config.precision,  # fp16/bf16, pruning masks (ch. 16)
+                                 info["masks"] if resume else None,
+                                 info["loss_scaler"] if resume else None)
 
     def save() -> None:
         guard.check_weights(model, step)  # a non-finite weight is never saved
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, tokenizer, data_rng,
                         settings=dataclasses.asdict(config), step=step, history=history, data=data,
-                        task_state=task.state_dict() if hasattr(task, "state_dict") else None)
+                        task_state=task.state_dict() if hasattr(task, "state_dict") else None,
+                        **compression.checkpoint_state())
         if guard.saved(step):  # this run's first checkpoint: a replaced run's results are stale
             runs.remove_stale_results(out_dir)
 
@@ -162,8 +186,11 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
     try:
         while step < config.iters and not stop.requested:
             with guard.at_step(step + 1):  # a non-finite loss or gradient norm stops the run
-                loss = train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
-                                  config.grad_accum)
+                loss = (train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
+                                   config.grad_accum) if compression.mixed is None else
+                        compression.step(task, data_rng, optimizer, scheduler, config.grad_clip,
+                                         config.grad_accum))  # skips a float16 overflow step
+                compression.after_step()  # pruned weights back to exactly zero
             step += 1
             history["step"].append(step)
             history["train_loss"].append(loss)
@@ -204,6 +231,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
                     "val_perplexity": round(val["perplexity"], 3)})
     metrics.update({key: round(value, 4) for key, value in val.items()  # BERT: mlm_accuracy, ...
                     if key not in ("loss", "perplexity")})
+    if compression.mixed is not None:  # chapter 16: what the loss scaler did
+        metrics.update(precision=config.precision, skipped_steps=compression.skipped_steps)
     history["eval_step"].append(step)
     history["val_loss"].append(val["loss"])
     save()

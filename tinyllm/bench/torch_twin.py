@@ -28,15 +28,17 @@ class TorchStep:
 
     ``state`` is the tinyllm model's ``state_dict()``; batches come from ``task`` with a generator
     seeded with ``seed``, as the tinyllm step draws them; ``schedule(step)`` gives each step's
-    learning rate.
+    learning rate. ``device``: "cpu", or "cuda" (weights and batches on ``torch.device("cuda")``).
     """
 
     def __init__(self, config: GPTConfig, state: dict[str, np.ndarray], task: LanguageModelTask,
-                 recipe: TrainConfig, schedule: Callable[[int], float], seed: int, threads: int):
+                 recipe: TrainConfig, schedule: Callable[[int], float], seed: int, threads: int,
+                 device: str = "cpu"):
         import torch
         import torch.nn.functional as F
 
         self.torch, self.F = torch, F
+        self.device = torch.device(device)
         torch.set_num_threads(threads)
         self.config, self.recipe, self.schedule, self.task = config, recipe, schedule, task
         self.data_rng = np.random.default_rng(seed)  # the twin's batches, step by step
@@ -53,7 +55,7 @@ class TorchStep:
     def _copy_weights(self, state: dict[str, np.ndarray]) -> dict:
         # tinyllm stores Linear weights as (in, out): x @ W reads the same here
         def leaf(array):
-            return self.torch.tensor(array, requires_grad=True)
+            return self.torch.tensor(array, device=self.device, requires_grad=True)
 
         weights = {"wte": leaf(state["wte.weight"]), "wpe": leaf(state["wpe.weight"]),
                    "ln_f": leaf(state["ln_f.weight"])}
@@ -90,12 +92,13 @@ class TorchStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.task.batch("train", self.data_rng)
-        loss = self.loss(self.torch.from_numpy(x), self.torch.from_numpy(y))
+        loss = self.loss(self.torch.from_numpy(x).to(self.device),  # (B, T) x 2, copied up
+                         self.torch.from_numpy(y).to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.recipe.grad_clip > 0:
             self.torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
         self.optimizer.step()
         self.step_count += 1
-        self.losses.append(loss.item())
+        self.losses.append(loss.item())  # waits for the GPU: the step's wall clock is honest
         return self.losses[-1]

@@ -87,9 +87,9 @@ class TinyllmStep:
     """A GPT with the trainer's AdamW, schedule and recipe, on random batches: ``step()`` is one
     ``tinyllm.train.train_step`` (the profiler calls its sub-steps on the same objects)."""
 
-    def __init__(self, config: GPTConfig, batch_size: int, seed: int = 0):
-        self.recipe = dataclasses.replace(TrainConfig(), batch_size=batch_size)
-        self.model = build_model("gpt", config, seed)
+    def __init__(self, config: GPTConfig, batch_size: int, seed: int = 0, device: str = "cpu"):
+        self.recipe = dataclasses.replace(TrainConfig(), batch_size=batch_size, device=device)
+        self.model = build_model("gpt", config, seed).to(device)  # before AdamW, as the trainer
         self.optimizer = build_optimizer(self.recipe, self.model)
         self.scheduler = build_scheduler(self.recipe, self.optimizer)
         self.task = random_task(config, batch_size, seed)
@@ -98,6 +98,8 @@ class TinyllmStep:
         self.losses: list[float] = []
 
     def step(self) -> float:
+        # host batches are copied up inside the model, as in the trainer; the loss comes back in
+        # the step's one device->host transfer, which waits for the GPU: the wall clock is honest
         loss = train_step(self.model, self.task, self.data_rng, self.optimizer, self.scheduler,
                           self.recipe.grad_clip, self.recipe.grad_accum)
         self.losses.append(loss)
@@ -126,16 +128,18 @@ def interleaved_times(steps: dict[str, Callable[[], object]], count: int, block:
     return times
 
 
-def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) -> dict:
-    """Median seconds per step of tinyllm, and of its PyTorch twin if ``torch_threads`` is given."""
-    ours = TinyllmStep(setting.config, setting.batch_size)
+def time_training(setting: BenchSetting, steps: int, torch_threads: int | None,
+                  device: str = "cpu", torch_device: str | None = None) -> dict:
+    """Median seconds per step of tinyllm on ``device``, and of its PyTorch twin on
+    ``torch_device`` ("cpu" or "cuda"; None: not timed) with ``torch_threads`` host threads."""
+    ours = TinyllmStep(setting.config, setting.batch_size, device=device)
     runners = {"tinyllm": ours}
-    if torch_threads is not None:
+    if torch_device is not None:
         from tinyllm.bench.torch_twin import TorchStep  # imports torch: only when it is installed
 
         runners["PyTorch"] = TorchStep(ours.model.config, ours.model.state_dict(), ours.task,
                                        ours.recipe, ours.scheduler.schedule, ours.seed,
-                                       torch_threads)
+                                       torch_threads, torch_device)
     times = interleaved_times({name: runner.step for name, runner in runners.items()}, steps,
                               setting.block, setting.warmup)
     result = {"setting": setting, "parameters": ours.model.num_parameters(),
@@ -143,7 +147,7 @@ def time_training(setting: BenchSetting, steps: int, torch_threads: int | None) 
                           for name, samples in times.items()},
               "cpu_seconds": {name: statistics.median(c for _, c in samples)
                               for name, samples in times.items()}}
-    if torch_threads is not None:  # same weights, batches and recipe: equal losses up to rounding
+    if torch_device is not None:  # same weights, batches and recipe: equal losses up to rounding
         pairs = zip(ours.losses, runners["PyTorch"].losses, strict=True)
         result["max_loss_difference"] = float(f"{max(abs(a - b) for a, b in pairs):.2g}")
         result["steps_compared"] = len(ours.losses)

@@ -10,9 +10,19 @@ Read in this order:
   dicts;
 - ``training.py``: the checkpoint of a training run (model, optimizer, schedule, random generators,
   tokenizer, settings), from which ``tinyllm train --resume`` continues bit for bit;
-  ``validate.py`` checks its metadata against the header before anything is allocated.
+  ``validate.py`` checks its metadata against the header before anything is allocated;
+- ``quantized.py`` (chapter 16): a quantized model's int8 / int4 levels and scales for inference,
+  written by ``tinyllm quantize``; ``load_for_inference`` reads either kind of checkpoint.
 """
 
+from tinyllm.checkpoint.quantized import (
+    QUANTIZED_FORMAT,
+    QUANTIZED_NAME,
+    is_quantized_checkpoint,
+    load_for_inference,
+    load_quantized_checkpoint,
+    save_quantized_checkpoint,
+)
 from tinyllm.checkpoint.safetensors import CheckpointError, load_safetensors, save_safetensors
 from tinyllm.checkpoint.states import (
     load_model,
@@ -36,10 +46,15 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "CheckpointError",
+    "QUANTIZED_FORMAT",
+    "QUANTIZED_NAME",
     "generator_states",
+    "is_quantized_checkpoint",
     "load_checkpoint",
+    "load_for_inference",
     "load_model",
     "load_optimizer",
+    "load_quantized_checkpoint",
     "load_safetensors",
     "optimizer_state_from_arrays",
     "optimizer_state_to_arrays",
@@ -47,6 +62,7 @@ __all__ = [
     "save_checkpoint",
     "save_model",
     "save_optimizer",
+    "save_quantized_checkpoint",
     "save_safetensors",
     "saved_settings",
 ]

@@ -5,6 +5,7 @@
               optimizer.<index>.<buffer>   the optimizer's moments (Optimizer.state_dict)
               task.<name>                  a task's own state, if it has one (truncated BPTT: the
                                            stream position and the carried hidden state)
+              mask.<dotted name>           pruning masks, boolean, True = kept (chapter 16)
     metadata  format                       CHECKPOINT_FORMAT
               model_kind, model_config     "gpt", "bert", "lstm" and its shape, to rebuild it
               optimizer, scheduler         the optimizer's numbers (steps, settings); the schedule's
@@ -12,6 +13,7 @@
               tokenizer                    the tokenizer (its to_dict)
               train_config, step, history  the run's settings, the steps taken, the losses so far
               data                         the training text's file, size and SHA-256 (or null)
+              loss_scaler                  a float16 run's dynamic loss scale (chapter 16), if any
 
 A file of an earlier format is refused by name, with what to do about it. Reading checks the
 header and every metadata field first (``validate.py``), and reads the arrays only then.
@@ -76,12 +78,16 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
                     scheduler: LRScheduler, tokenizer, data_rng: np.random.Generator, *,
                     settings: dict[str, Any], step: int, history: dict,
                     data: dict[str, Any] | None = None,
-                    task_state: dict[str, np.ndarray] | None = None) -> None:
+                    task_state: dict[str, np.ndarray] | None = None,
+                    masks: dict[str, np.ndarray] | None = None,
+                    loss_scaler: dict[str, Any] | None = None) -> None:
     """Write a training checkpoint (atomically): the layout of the module docstring.
 
     ``settings`` is the run's recipe as a JSON-able dict (``dataclasses.asdict(TrainConfig)``);
     ``data`` describes the training text ({"path", "size", "sha256"}) so a resume can check it;
-    ``task_state`` (name -> array, e.g. ``StreamTask.state_dict()``) is saved as ``task.<name>``.
+    ``task_state`` (name -> array, e.g. ``StreamTask.state_dict()``) is saved as ``task.<name>``;
+    pruning ``masks`` (parameter name -> boolean array, chapter 16) as ``mask.<name>``, and the
+    ``loss_scaler`` state of a float16 run (``LossScaler.state_dict()``) in the metadata.
     """
     kinds = [kind for kind, (cls, _) in MODEL_KINDS.items() if isinstance(model, cls)]
     if not kinds:
@@ -91,6 +97,7 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
     optimizer_arrays, optimizer_numbers = optimizer_state_to_arrays(optimizer.state_dict())
     arrays.update(optimizer_arrays)
     arrays.update({f"task.{name}": value for name, value in (task_state or {}).items()})
+    arrays.update({f"mask.{name}": np.asarray(m, dtype=bool) for name, m in (masks or {}).items()})
     metadata = {
         "format": CHECKPOINT_FORMAT,
         "train_config": json.dumps(settings),
@@ -104,6 +111,8 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
         "history": json.dumps(history),
         "data": json.dumps(data),
     }
+    if loss_scaler is not None:
+        metadata["loss_scaler"] = json.dumps(loss_scaler)
     save_safetensors(path, arrays, metadata)
 
 
@@ -173,5 +182,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any
         "scheduler_state": fields.get("scheduler", {"step_count": step}),
         "data": fields.get("data"),
         "task_state": {k[len("task."):]: v for k, v in arrays.items() if k.startswith("task.")},
+        "masks": {k[len("mask."):]: v != 0 for k, v in arrays.items() if k.startswith("mask.")},
+        "loss_scaler": fields.get("loss_scaler"),  # None: not a float16 run
     }
     return model, tokenizer, info

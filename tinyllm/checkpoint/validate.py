@@ -35,21 +35,27 @@ from tinyllm.models import (
     GPTConfig,
     LSTMConfig,
     LSTMLanguageModel,
+    Seq2Seq,
+    Seq2SeqConfig,
     bert_parameter_count,
     gpt_parameter_count,
     lstm_parameter_count,
+    seq2seq_parameter_count,
 )
+from tinyllm.models.seq2seq import POSITION_KINDS
 from tinyllm.nn.multihead import ATTENTION_KINDS
 from tinyllm.nn.transformer import ACTIVATIONS
 
 MODEL_KINDS = {"gpt": (GPT, GPTConfig), "bert": (BERT, BERTConfig),  # kind -> (model, its config)
-               "lstm": (LSTMLanguageModel, LSTMConfig)}
+               "lstm": (LSTMLanguageModel, LSTMConfig), "seq2seq": (Seq2Seq, Seq2SeqConfig)}
 PARAMETER_COUNTS = {"gpt": gpt_parameter_count, "bert": bert_parameter_count,  # eq. 11.7, 12.5
-                    "lstm": lstm_parameter_count}  # eq. 18.12
+                    "lstm": lstm_parameter_count,  # eq. 18.12
+                    "seq2seq": seq2seq_parameter_count}  # eq. 15.3
 # metadata field -> the JSON type the loader needs ("scheduler" and "data" may be absent)
 JSON_FIELDS = {"model_config": dict, "train_config": dict, "tokenizer": dict, "generators": dict,
-               "optimizer": dict, "history": dict, "scheduler": dict, "data": (dict, type(None))}
-OPTIONAL_FIELDS = ("scheduler", "data")
+               "optimizer": dict, "history": dict, "scheduler": dict, "data": (dict, type(None)),
+               "loss_scaler": dict}
+OPTIONAL_FIELDS = ("scheduler", "data", "loss_scaler")
 WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16")  # a model's weights are floating point
 MAX_VOCAB_BYTES = 2**28  # the bytes a BPE vocabulary may spell out (a real one: well under 1 MB)
 NEWER_FIELDS = {"attention": "fused"}  # config fields added after files were written: their value
@@ -132,12 +138,14 @@ def _field_problem(name: str, kind: type, value: object) -> str | None:
     """What is wrong with one config field's value, or None."""
     if kind is bool:
         return None if type(value) is bool else "must be true or false"
+    if kind is int and name.endswith("_id"):  # seq2seq's special token ids: PAD is 0
+        return None if type(value) is int and value >= 0 else "must be a non-negative integer"
     if kind is int:
         return None if type(value) is int and value >= 1 else "must be a positive integer"
     if kind is float:
         if type(value) not in (int, float) or not math.isfinite(value):
             return "must be a finite number"
-        if name == "dropout" and not 0 <= value < 1:
+        if name in ("dropout", "label_smoothing") and not 0 <= value < 1:
             return "must be in [0, 1)"
         return "must be positive" if name == "eps" and value <= 0 else None
     if kind is str:
@@ -149,6 +157,8 @@ def _field_problem(name: str, kind: type, value: object) -> str | None:
             return f"must be one of {list(RECURRENT_CELLS)}"
         if name == "attention" and value not in ATTENTION_KINDS:
             return f"must be one of {list(ATTENTION_KINDS)}"
+        if name == "positions" and value not in POSITION_KINDS:
+            return f"must be one of {list(POSITION_KINDS)}"
         return None
     return f"has a type ({kind}) that a checkpoint cannot check"
 
@@ -167,6 +177,10 @@ def check_weights(path: os.PathLike, kind: str, config, tensors: dict[str, Tenso
                      f"but the file holds {held:,} weights: the file is corrupt or was edited")
     for name in tensors:
         parts = name.split(".")
+        weight = weights.get("model." + name[len("mask."):]) if parts[0] == "mask" else None
+        if parts[0] == "mask" and (weight is None or weight.shape != tensors[name].shape):
+            raise CheckpointError(f"{path}: pruning mask {name!r} names no weight of its shape "
+                                  f"({tensors[name].shape}): the file is corrupt or was edited")
         if parts[0] == "optimizer" and (len(parts) < 3 or not parts[1].isdigit()):
             raise CheckpointError(f"{path}: array {name!r} is not named optimizer.<index>.<name>")
 

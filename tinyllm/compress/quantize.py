@@ -89,7 +89,7 @@ def quantize_absmax(weight, bits: int = 8, group_size: int | None = None) -> Qua
     w = weight.astype(np.float64).reshape(K // g, g, N)  # (G, g, N), float64: exact division
     absmax = xp.abs(w).max(axis=1, keepdims=True)  # (G, 1, N)
     scales = xp.where(absmax > 0, absmax / q_max, 1.0).astype(np.float32)  # an all-zero group: 1
-    levels = xp.rint(w / scales).astype(np.int8).reshape(K, N)  # |w / s| <= q_max: no clipping
+    levels = (w / scales).round().astype(np.int8).reshape(K, N)  # |w / s| <= q_max: no clip
     values = pack_int4(levels) if bits == 4 else levels
     return QuantizedWeight(values, scales[:, 0, :], bits, g, (K, N))
 
@@ -140,7 +140,7 @@ def quantize_rows(x) -> tuple[np.ndarray, np.ndarray]:
     x64 = x.astype(np.float64)
     absmax = xp.abs(x64).max(axis=-1, keepdims=True)  # (M, 1)
     scales = xp.where(absmax > 0, absmax / 127, 1.0)  # (M, 1)
-    return xp.rint(x64 / scales).astype(np.int8), scales.astype(np.float32)
+    return (x64 / scales).round().astype(np.int8), scales.astype(np.float32)  # ties to even
 
 
 def dequantized_matmul(x, qweight: QuantizedWeight) -> np.ndarray:

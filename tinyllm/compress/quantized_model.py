@@ -18,10 +18,12 @@ from them and a float model of the same configuration (its weights are not used)
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tinyllm.backend import to_device, to_numpy
 from tinyllm.compress.quantize import (
     QuantizedWeight,
     dequantize,
@@ -115,6 +117,18 @@ class QuantizedModel(Module):
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
+    def to(self, device: str) -> QuantizedModel:
+        """Move the float parameters and every level, scale and bias to ``device``; returns self."""
+        self.model.to(device)
+        for module in self.model.modules():
+            if isinstance(module, QuantizedLinear):
+                q = module.qweight
+                module.qweight = dataclasses.replace(q, values=to_device(q.values, device),
+                                                     scales=to_device(q.scales, device))
+                if module.bias is not None:
+                    module.bias = to_device(module.bias, device)
+        return self
+
     def generate(self, *args, **kwargs) -> np.ndarray:
         return self.model.generate(*args, **kwargs)
 
@@ -127,10 +141,10 @@ class QuantizedModel(Module):
         arrays: dict[str, np.ndarray] = {}
         for name, module in self.model.named_modules():
             if isinstance(module, QuantizedLinear):
-                arrays[f"{name}.weight.q"] = module.qweight.values
-                arrays[f"{name}.weight.scale"] = module.qweight.scales
+                arrays[f"{name}.weight.q"] = to_numpy(module.qweight.values)
+                arrays[f"{name}.weight.scale"] = to_numpy(module.qweight.scales)
                 if module.bias is not None:
-                    arrays[f"{name}.bias"] = module.bias
+                    arrays[f"{name}.bias"] = to_numpy(module.bias)
         for name, qweight in self.tables.items():
             arrays[f"{name}.weight.q"] = qweight.values
             arrays[f"{name}.weight.scale"] = qweight.scales

@@ -17,7 +17,7 @@ the shorter reference), as in ``mteval-v13a.pl`` and sacreBLEU's default.
 Post (2018), "A Call for Clarity in Reporting BLEU Scores", fixed the conventions so that scores
 are comparable: detokenised text in, tokenised by the 13a rules, scores in percent. sacreBLEU
 smooths with Chen & Cherry's (2014) method 3 ("exp", NIST's geometric smoothing): the k-th order
-with no match at all gets p_n = 1 / (2^k * total_n) instead of 0. Sentence BLEU also uses the
+with no match at all gets p_n = 1 / (2^k * total_n) instead of 0 (eq. 15.8). Sentence BLEU uses the
 *effective order*: only the orders the hypothesis has n-grams of enter the mean (a two-word
 sentence has no 3-grams). A corpus with no match at all scores 0.
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinyllm.nn.functional as F
-from tinyllm.backend import to_numpy
+from tinyllm.backend import device_of, to_numpy
 from tinyllm.creation import default_rng, spawn_rng, stack
 from tinyllm.nn import LSTM, RNN, Dropout, Embedding, Module, Parameter
+from tinyllm.nn.embedding import EmbeddingFunction, check_token_ids
 from tinyllm.sampling import check_sampling, sample_next
-from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
+from tinyllm.tensor import DEFAULT_DTYPE, Tensor, apply, no_grad
 
 RECURRENT_CELLS = {"lstm": LSTM, "rnn": RNN}  # LSTMConfig.cell -> the layer class
 GATES = {"lstm": 4, "rnn": 1}  # weight blocks of width C_h per layer (i, f, g, o for the LSTM)
@@ -106,14 +107,18 @@ class LSTMLanguageModel(Module):
         """ids (B, T) read after ``state`` (zeros if None) -> logits (B, T, V) and the state
         after the last token. Gradients flow into a given state's tensors if they require them;
         truncated BPTT passes detached ones."""
-        ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+        ids = ids.data if isinstance(ids, Tensor) else ids
+        ids = ids if hasattr(ids, "dtype") else np.asarray(ids)  # host or device ids, as given
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(f"{type(self).__name__} expects token ids (B, T) with T >= 1, got "
                              f"shape {ids.shape}; for one sequence use ids[None]")
         if state is not None and len(state) != len(self.layers):
             raise ValueError(f"the state has {len(state)} layer(s), the model "
                              f"{len(self.layers)}: pass the state this model returned")
-        xs = [self.drops[0](self.wte(ids[:, t])) for t in range(ids.shape[1])]  # T x (B, C)
+        weight = self.wte.weight  # (V, C)
+        ids = check_token_ids(ids, weight.shape[0], device_of(weight.data))  # once; moved up once
+        xs = [self.drops[0](apply(EmbeddingFunction(ids[:, t]), weight))  # the embedding's op
+              for t in range(ids.shape[1])]  # T x (B, C)
         new_state = []
         for index, layer in enumerate(self.layers):
             xs, layer_state = layer.unroll(xs, None if state is None else state[index])
@@ -171,7 +176,8 @@ class LSTMLanguageModel(Module):
 
 
 def _prompt_ids(ids) -> np.ndarray:
-    ids = np.array(ids.data if isinstance(ids, Tensor) else ids, dtype=np.int64)
+    ids = ids.data if isinstance(ids, Tensor) else ids  # sampling runs on the host: (B, T0)
+    ids = np.array(to_numpy(ids) if hasattr(ids, "dtype") else ids, dtype=np.int64)
     if ids.ndim != 2 or ids.shape[1] == 0:
         raise ValueError(
             f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"

@@ -168,7 +168,8 @@ class Seq2Seq(Module):
         """The (B, S) key padding mask, True at real source tokens: ``src != pad_id`` by default."""
         src = self._ids(src, "src")
         mask = src != self.config.pad_id if src_mask is None else src_mask
-        mask = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)  # host or device, as given
         if mask.shape != src.shape or mask.dtype != bool:
             raise ValueError(f"src_mask must be boolean (B, S) = {src.shape}, True at real tokens; "
                              f"got {mask.dtype} {mask.shape}")
@@ -259,8 +260,9 @@ class Seq2Seq(Module):
             raise ValueError(f"max_len must be in 1..context_length = "
                              f"{self.config.context_length}, got {max_len}")
 
-    def _ids(self, ids, name: str) -> np.ndarray:
-        ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    def _ids(self, ids, name: str):
+        ids = ids.data if isinstance(ids, Tensor) else ids
+        ids = ids if hasattr(ids, "dtype") else np.asarray(ids)  # host or device ids, as given
         if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(f"Seq2Seq expects {name} as token ids (B, T) with T >= 1, got shape "
                              f"{ids.shape}; for one sequence use ids[None]")

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from tinyllm.backend import device_of, to_device, to_numpy
+from tinyllm.backend import device_of, get_array_module, to_device, to_numpy
 from tinyllm.nn import Module
 from tinyllm.nn.losses import cross_entropy
 from tinyllm.tensor import Tensor, no_grad
@@ -119,9 +119,10 @@ class StreamTask:
             for k in range(count):
                 x, y = self._window(split, k * self.context_length)
                 logits, state = model.forward_with_state(x, state)  # (B, T, V)
-                losses.append(cross_entropy(logits, y).item())
+                losses.append(cross_entropy(logits, y).data.astype(np.float64))  # () on device
         model.train(was_training)
-        loss = float(np.mean(losses))
+        xp = get_array_module(*losses)
+        loss = float(np.mean(to_numpy(xp.stack(losses))))  # (count,): one transfer, not count
         return {"loss": loss, "perplexity": math.exp(loss)}
 
     # --- exact resume: the position and the carried state, as arrays for the checkpoint ---------
