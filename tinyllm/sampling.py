@@ -13,6 +13,9 @@ import math
 
 import numpy as np
 
+from tinyllm.backend import to_numpy
+from tinyllm.tensor import Tensor
+
 
 def check_sampling(temperature: float, top_k: int | None = None,
                    top_p: float | None = None) -> None:
@@ -89,3 +92,29 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float
     u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # (B, 1)
     first_above = (cdf <= u).sum(axis=-1)  # (B,) the first index whose cdf exceeds u
     return first_above.clip(max=logits.shape[-1] - 1).astype(np.int64)
+
+
+# --- what every model's generate() shares (GPT, LSTM) ---------------------------------------------
+def prompt_ids(ids) -> np.ndarray:
+    """A prompt as host token ids (B, T0), T0 >= 1 (a Tensor, a device array or a list is fine)."""
+    ids = ids.data if isinstance(ids, Tensor) else ids  # sampling runs on the host: (B, T0)
+    ids = np.array(to_numpy(ids) if hasattr(ids, "dtype") else ids, dtype=np.int64)
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(
+            f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"
+        )
+    return ids
+
+
+def check_generation(max_new_tokens: int, temperature: float, top_k: int | None,
+                     top_p: float | None) -> None:
+    """Refuse a generate() call before the first token: a count >= 0 and :func:`check_sampling`."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+            or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    check_sampling(temperature, top_k, top_p)
+
+
+def append_stream(ids: np.ndarray, stream) -> np.ndarray:
+    """The prompt (B, T0) followed by every column (B,) a generate_stream yields: (B, T0 + new)."""
+    return np.concatenate([ids, *(next_ids[:, None] for next_ids in stream)], axis=1)

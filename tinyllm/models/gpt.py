@@ -31,7 +31,7 @@ from tinyllm.nn import (
     TransformerBlock,
 )
 from tinyllm.nn.multihead import check_attention
-from tinyllm.sampling import check_sampling, sample_next
+from tinyllm.sampling import append_stream, check_generation, prompt_ids, sample_next
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, no_grad
 
 
@@ -146,33 +146,19 @@ class GPT(Module):
         ``use_cache=False``. Learned absolute positions mean a slid window must be recomputed from
         scratch, so the cache helps while the text fits the window. Temperature 0 is greedy.
         """
-        ids = self._prompt_ids(ids)
-        new = list(self.generate_stream(ids, max_new_tokens, temperature, top_k, top_p, rng,
-                                        use_cache))  # max_new_tokens arrays (B,)
-        return np.concatenate([ids, *(next_ids[:, None] for next_ids in new)], axis=1)
+        ids = prompt_ids(ids)
+        return append_stream(ids, self.generate_stream(ids, max_new_tokens, temperature, top_k,
+                                                       top_p, rng, use_cache))
 
     def generate_stream(self, ids, max_new_tokens: int, temperature: float = 1.0,
                         top_k: int | None = None, top_p: float | None = None,
                         rng: np.random.Generator | None = None, use_cache: bool = True):
         """Like :meth:`generate`, but yield each new column of token ids (B,) as soon as it is
         drawn (``tinyllm sample`` prints them as they come). The arguments are checked at once."""
-        ids = self._prompt_ids(ids)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        check_sampling(temperature, top_k, top_p)
+        ids = prompt_ids(ids)
+        check_generation(max_new_tokens, temperature, top_k, top_p)
         return self._sample_loop(ids, max_new_tokens, temperature, top_k, top_p,
                                  rng or default_rng(), use_cache)
-
-    @staticmethod
-    def _prompt_ids(ids) -> np.ndarray:
-        ids = ids.data if isinstance(ids, Tensor) else ids  # sampling runs on the host: (B, T0)
-        ids = np.array(to_numpy(ids) if hasattr(ids, "dtype") else ids, dtype=np.int64)
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(
-                f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"
-            )
-        return ids
 
     def _sample_loop(self, ids, max_new_tokens, temperature, top_k, top_p, rng, use_cache):
         """The generator behind generate_stream: eval mode while it runs, restored at the end."""

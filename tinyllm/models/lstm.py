@@ -25,7 +25,7 @@ from tinyllm.backend import device_of, to_numpy
 from tinyllm.creation import default_rng, spawn_rng, stack
 from tinyllm.nn import LSTM, RNN, Dropout, Embedding, Module, Parameter
 from tinyllm.nn.embedding import EmbeddingFunction, check_token_ids
-from tinyllm.sampling import check_sampling, sample_next
+from tinyllm.sampling import append_stream, check_generation, prompt_ids, sample_next
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor, apply, no_grad
 
 RECURRENT_CELLS = {"lstm": LSTM, "rnn": RNN}  # LSTMConfig.cell -> the layer class
@@ -136,21 +136,17 @@ class LSTMLanguageModel(Module):
         The same arguments as ``GPT.generate``; ``use_cache`` changes nothing (the carried state is
         the cache, and there is no window to slide). Temperature 0 is greedy.
         """
-        ids = _prompt_ids(ids)
-        new = list(self.generate_stream(ids, max_new_tokens, temperature, top_k, top_p, rng,
-                                        use_cache))  # max_new_tokens arrays (B,)
-        return np.concatenate([ids, *(next_ids[:, None] for next_ids in new)], axis=1)
+        ids = prompt_ids(ids)
+        return append_stream(ids, self.generate_stream(ids, max_new_tokens, temperature, top_k,
+                                                       top_p, rng, use_cache))
 
     def generate_stream(self, ids, max_new_tokens: int, temperature: float = 1.0,
                         top_k: int | None = None, top_p: float | None = None,
                         rng: np.random.Generator | None = None, use_cache: bool = True):
         """Like :meth:`generate`, but yield each new column of token ids (B,) as soon as it is
         drawn. The arguments are checked at once."""
-        ids = _prompt_ids(ids)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        check_sampling(temperature, top_k, top_p)
+        ids = prompt_ids(ids)
+        check_generation(max_new_tokens, temperature, top_k, top_p)
         return self._sample_loop(ids, max_new_tokens, temperature, top_k, top_p,
                                  rng or default_rng())
 
@@ -174,12 +170,3 @@ class LSTMLanguageModel(Module):
         return (f"cell={c.cell}, V={c.vocab_size}, T={c.context_length}, L={c.num_layers}, "
                 f"C={c.d_model}, C_h={c.hidden_size}, tied={c.tie_weights}")
 
-
-def _prompt_ids(ids) -> np.ndarray:
-    ids = ids.data if isinstance(ids, Tensor) else ids  # sampling runs on the host: (B, T0)
-    ids = np.array(to_numpy(ids) if hasattr(ids, "dtype") else ids, dtype=np.int64)
-    if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError(
-            f"generate expects a prompt of token ids (B, T0) with T0 >= 1, got {ids.shape}"
-        )
-    return ids
