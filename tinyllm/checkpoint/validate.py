@@ -58,7 +58,8 @@ JSON_FIELDS = {"model_config": dict, "train_config": dict, "tokenizer": dict, "g
 OPTIONAL_FIELDS = ("scheduler", "data", "loss_scaler")
 WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16")  # a model's weights are floating point
 MAX_VOCAB_BYTES = 2**28  # the bytes a BPE vocabulary may spell out (a real one: well under 1 MB)
-NEWER_FIELDS = {"attention": "fused"}  # config fields added after files were written: their value
+NEWER_FIELDS = {"attention": "fused",  # config fields added after files were written: their value
+                "activation": "gelu"}  # BERTConfig.activation (issue 9): BERT's exact GELU
 
 
 def _error(path: os.PathLike, field: str, problem: str) -> CheckpointError:

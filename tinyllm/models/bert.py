@@ -19,7 +19,6 @@ import numpy as np
 from tinyllm.backend import get_array_module, to_numpy
 from tinyllm.creation import default_rng, spawn_rng
 from tinyllm.nn import (
-    GELU,
     Dropout,
     Embedding,
     LayerNorm,
@@ -29,6 +28,7 @@ from tinyllm.nn import (
     Parameter,
     TransformerEncoder,
 )
+from tinyllm.nn.transformer import _activation as activation_layer
 from tinyllm.tensor import DEFAULT_DTYPE, Tensor
 
 
@@ -45,6 +45,7 @@ class BERTConfig:
     type_vocab_size: int = 2  # segment ids: 0 for sentence A, 1 for sentence B
     dropout: float = 0.1  # BERT's dropout on embeddings, attention weights and residual branches
     eps: float = 1e-12  # LayerNorm epsilon of the released BERT
+    activation: str = "gelu"  # hidden_act: exact GELU (BERT), "gelu_tanh" or "relu"
 
 
 BERT_PRESETS = {
@@ -82,11 +83,11 @@ class BERT(Module):
         self.emb_drop = Dropout(config.dropout, rng=spawn_rng(rng))
         self.encoder = TransformerEncoder(config.num_layers, C, config.num_heads, d_ff=config.d_ff,
                                           dropout=config.dropout, norm_first=False, eps=config.eps,
-                                          rng=rng, dtype=dtype)
+                                          activation=config.activation, rng=rng, dtype=dtype)
         self.pooler = Linear(C, C, rng=rng, dtype=dtype)
         self.nsp_head = Linear(C, 2, rng=rng, dtype=dtype)
         self.mlm_dense = Linear(C, C, rng=rng, dtype=dtype)
-        self.mlm_act = GELU()
+        self.mlm_act = activation_layer(config.activation)  # BERT: GELU
         self.mlm_ln = LayerNorm(C, eps=config.eps, dtype=dtype)
         self.mlm_bias = Parameter(np.zeros(config.vocab_size, dtype=dtype))
         self._init_weights(rng)
