@@ -11,7 +11,7 @@ applied twice.
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from hypothesis import assume, example, given
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from numpy.exceptions import AxisError
 
@@ -178,6 +178,7 @@ def test_concatenate_checks_axes_as_numpy(shape_axis, count):
     assert_same_outcome(ours, theirs)
 
 
+@settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(shape_axis=shape_and_any_axis(extra_axes=1), count=st.integers(1, 3))
 def test_stack_checks_axes_as_numpy(shape_axis, count):
     shape, axis = shape_axis
@@ -187,6 +188,7 @@ def test_stack_checks_axes_as_numpy(shape_axis, count):
     assert_same_outcome(ours, outcome(lambda: np.stack(arrays, axis=axis)))
 
 
+@settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 @given(shape_axis=shape_and_any_axis(), sections=st.integers(1, 3))
 def test_split_checks_axes_as_numpy(shape_axis, sections):
     """np.split raises IndexError for an axis out of range; tinyllm's AxisError is an IndexError."""
