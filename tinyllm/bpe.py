@@ -59,31 +59,9 @@ def learn_merges(words: Sequence[bytes], freqs: Sequence[int], num_merges: int) 
         negative_count, pair = heapq.heappop(heap)
         if counts.get(pair, 0) != -negative_count:
             continue  # stale entry: the count has changed since it was pushed
-        a, b = pair
         new_id = 256 + len(merges)
         merges.append(pair)
-        changed: set[Pair] = set()
-        for i in sorted(set(where.pop(pair))):  # left to right
-            j = after[i]
-            if symbol[i] != a or j < 0 or symbol[j] != b:
-                continue  # stale position: merged away, or now part of another pair
-            # eq. 10.7: x A B y -> x Z y removes (x, A), (A, B), (B, y), adds (x, Z), (Z, y)
-            w, left, right = weight[i], prev[i], after[j]
-            if left >= 0:
-                x = symbol[left]
-                counts[(x, a)] -= w
-                counts[(x, new_id)] += w
-                where[(x, new_id)].append(left)
-                changed.update(((x, a), (x, new_id)))
-            if right >= 0:
-                y = symbol[right]
-                counts[(b, y)] -= w
-                counts[(new_id, y)] += w
-                where[(new_id, y)].append(i)
-                changed.update(((b, y), (new_id, y)))
-                prev[right] = i
-            counts[pair] -= w
-            symbol[i], symbol[j], after[i] = new_id, -1, right
+        changed, _ = merge_occurrences(pair, new_id, symbol, weight, prev, after, counts, where)
         del counts[pair]  # every occurrence is gone: A B can never form again
         changed.discard(pair)
         for p in changed:
@@ -92,6 +70,40 @@ def learn_merges(words: Sequence[bytes], freqs: Sequence[int], num_merges: int) 
             else:
                 del counts[p]
     return merges
+
+
+def merge_occurrences(pair: Pair, new_id: int, symbol: array, weight: array, prev: array,
+                      after: array, counts: dict, where: dict) -> tuple[set[Pair], int]:
+    """Merge every live occurrence of ``pair`` = (A, B) into ``new_id`` = Z, left to right, in
+    the linked lists (``symbol``, ``prev``, ``after``), updating ``counts`` and ``where`` of the
+    pairs beside each one (eq. 10.7). Returns the pairs whose counts changed and the total
+    weight merged (how often Z now occurs). Shared by BPE and WordPiece training."""
+    a, b = pair
+    changed: set[Pair] = set()
+    merged = 0
+    for i in sorted(set(where.pop(pair))):  # left to right
+        j = after[i]
+        if symbol[i] != a or j < 0 or symbol[j] != b:
+            continue  # stale position: merged away, or now part of another pair
+        # eq. 10.7: x A B y -> x Z y removes (x, A), (A, B), (B, y), adds (x, Z), (Z, y)
+        w, left, right = weight[i], prev[i], after[j]
+        if left >= 0:
+            x = symbol[left]
+            counts[(x, a)] -= w
+            counts[(x, new_id)] += w
+            where[(x, new_id)].append(left)
+            changed.update(((x, a), (x, new_id)))
+        if right >= 0:
+            y = symbol[right]
+            counts[(b, y)] -= w
+            counts[(new_id, y)] += w
+            where[(new_id, y)].append(i)
+            changed.update(((b, y), (new_id, y)))
+            prev[right] = i
+        counts[pair] -= w
+        merged += w
+        symbol[i], symbol[j], after[i] = new_id, -1, right
+    return changed, merged
 
 
 def apply_merges(ids: list[int], ranks: dict[Pair, int]) -> list[int]:

@@ -36,6 +36,7 @@ n levels, each vectorised over every position. A position with fewer than n - 1 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Sequence
 
 import numpy as np
@@ -141,7 +142,7 @@ def modified_kneser_ney_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[f
     return 1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3
 
 
-class NGramModel:
+class NGramModel(ABC):
     """The shared machinery: levels 1..order over :class:`NGramCounts`, vectorised scoring.
 
     A subclass defines ``_level(k, history_rows, gram_rows, lower)``: p_k for many queries at once
@@ -155,9 +156,10 @@ class NGramModel:
                              f"{counts.order}); build NGramCounts(ids, vocab_size, order={order})")
         self.counts, self.order, self.vocab_size = counts, order, counts.vocab_size
 
+    @abstractmethod
     def _level(self, k: int, history: np.ndarray, gram: np.ndarray,
                lower: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """p_k(w | h) (M,) from the history rows, gram rows (-1: unseen) and p_{k-1} (M,)."""
 
     def _probabilities(self, history: list[np.ndarray], tokens: np.ndarray,
                        available: list[np.ndarray]) -> np.ndarray:

@@ -28,6 +28,8 @@ from array import array
 from collections import defaultdict
 from typing import Sequence
 
+from tinyllm.bpe import merge_occurrences
+
 CONTINUATION = "##"  # the prefix of a unit that continues a word
 
 
@@ -93,35 +95,15 @@ def learn_wordpiece(words: Sequence[str], freqs: Sequence[int], num_tokens: int)
             ids[unit] = len(tokens)
             tokens.append(unit)
         z = ids[unit]
-        changed: set = set()
-        for i in sorted(set(where.pop(pair))):  # left to right
-            j = after[i]
-            if symbol[i] != a or j < 0 or symbol[j] != b:
-                continue  # stale position: merged away, or now part of another pair
-            # x a b y -> x z y removes (x, a), (a, b), (b, y), adds (x, z), (z, y)
-            w, left, right = weight[i], prev[i], after[j]
-            if left >= 0:
-                x = symbol[left]
-                pair_count[(x, a)] -= w
-                pair_count[(x, z)] += w
-                where[(x, z)].append(left)
-                changed.update(((x, a), (x, z)))
-                pairs_of[x].add((x, z))
-                pairs_of[z].add((x, z))
-            if right >= 0:
-                y = symbol[right]
-                pair_count[(b, y)] -= w
-                pair_count[(z, y)] += w
-                where[(z, y)].append(i)
-                changed.update(((b, y), (z, y)))
-                pairs_of[z].add((z, y))
-                pairs_of[y].add((z, y))
-                prev[right] = i
-            pair_count[pair] -= w
-            unit_count[a] -= w
-            unit_count[b] -= w
-            unit_count[z] += w
-            symbol[i], symbol[j], after[i] = z, -1, right
+        # x a b y -> x z y, as in BPE (eq. 10.7); then the unit counts the score divides by
+        changed, merged = merge_occurrences(pair, z, symbol, weight, prev, after, pair_count,
+                                            where)
+        unit_count[a] -= merged
+        unit_count[b] -= merged
+        unit_count[z] += merged
+        for p in changed:  # the new pairs (x, z), (z, y) join their units' lists
+            pairs_of[p[0]].add(p)
+            pairs_of[p[1]].add(p)
         changed.add(pair)
         changed |= pairs_of[a] | pairs_of[b] | pairs_of[z]  # their units' counts changed
         for p in changed:
