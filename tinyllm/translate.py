@@ -209,6 +209,7 @@ def add_parser(commands) -> None:
     p.add_argument("--limit", type=int, help="--evaluate: only N pairs (every k-th)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, help="BLAS threads (default: all cores)")
+    p.set_defaults(handler=run_command)
 
 
 def run_command(args) -> None:

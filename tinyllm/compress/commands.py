@@ -47,6 +47,7 @@ def add_parsers(commands) -> None:
                         "-> int32 (8 bits only)")
     p.add_argument("--out", required=True, help="the quantized checkpoint file to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=cmd_quantize)
     p = commands.add_parser("prune", help="global magnitude pruning of a trained run (chapter 16)",
                             description="Zero the fraction --sparsity of a run's Linear weights "
                                         "of smallest magnitude; write a run folder whose masks "
@@ -54,6 +55,7 @@ def add_parsers(commands) -> None:
     p.add_argument("--checkpoint", required=True, help="training checkpoint, or its run folder")
     p.add_argument("--sparsity", type=float, required=True, help="fraction pruned, in [0, 1)")
     p.add_argument("--out", required=True, help="a new run folder for the pruned run")
+    p.set_defaults(handler=cmd_prune)
 
 
 def _source(checkpoint: str) -> Path:
