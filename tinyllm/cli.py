@@ -140,7 +140,9 @@ def _train_config(args):
                        "give one of them, not both")
     if args.allow_changed_data and not args.resume:
         raise RunError("--allow-changed-data only applies with --resume")
-    base = TRAIN_PRESETS[TRAINING_KINDS[args.model].train_preset]
+    base = TRAIN_PRESETS[TRAINING_KINDS[args.model].train_preset]  # the kind's recipe, unless
+    if args.preset in TRAIN_PRESETS and TRAIN_PRESETS[args.preset].model == args.model:
+        base = TRAIN_PRESETS[args.preset]  # the preset has one of its own (folio-words)
     out = args.out or f"runs/{args.preset or base.preset}"
     if args.resume:  # the run's own settings; only what the command line names changes (--iters)
         check_out_dir(Path(out), create=False)  # a file is not a run folder

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+from collections import Counter
 from typing import NamedTuple
 
 from tinyllm.corpus import _extract_play
@@ -264,3 +265,59 @@ def word_agreement(pairs: list[ParallelPair], ignore_case: bool = False) -> floa
         matched += sum(block.size for block in blocks)
         total += len(modern)
     return matched / total
+
+
+# ----------------------------------------------------------------------------- word pairs
+#
+# Inside an aligned sentence pair the words pair up too. The word-substitution baseline counts
+# these word pairs (eq. 15.16) and the word-level model of chapter 15 trains on them.
+
+_TOKEN = re.compile(r"^(\W*)(.*?)(\W*)$")  # "(vpon," -> "(", "vpon", ","
+
+
+def word_cores(text: str) -> list[tuple[str, str, str]]:
+    """Each whitespace-separated word as (prefix, core, suffix): "(vpon," -> ("(", "vpon", ",")."""
+    return [_TOKEN.match(word).groups() for word in text.split()]
+
+
+def aligned_word_counts(pairs) -> Counter:
+    """count(f -> m) over the pairs: each pair's word cores aligned on their spelling-blind keys
+    (``difflib``, no auto-junk); a word in an equal block, or in a replaced block of the same
+    length on both sides ("then" -> "than"), is paired with its counterpart."""
+    counts: Counter = Counter()
+    for folio, modern, *_ in pairs:
+        f = [core for _, core, _ in word_cores(folio)]
+        m = [core for _, core, _ in word_cores(modern)]
+        matcher = difflib.SequenceMatcher(None, [_key(w) for w in f], [_key(w) for w in m],
+                                          autojunk=False)
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+            if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+                counts.update(zip(f[i1:i2], m[j1:j2]))
+    return counts
+
+
+def most_frequent_partners(counts: Counter) -> dict[str, tuple[str, int]]:
+    """f -> (its most frequent partner m, count(f -> m)), for every non-empty f and m."""
+    best: dict[str, tuple[str, int]] = {}
+    for (f_word, m_word), count in counts.items():
+        if f_word and m_word and count > best.get(f_word, ("", 0))[1]:
+            best[f_word] = (m_word, count)
+    return best
+
+
+def word_pairs(pairs) -> list[tuple[str, str]]:
+    """One (Folio word, modern word) pair per distinct Folio word of the sentence pairs: its most
+    frequent partner, with the Folio word's first-letter case (the word-level model's data).
+
+    A Folio verse line starts with a capital ("Tresses" at a line's start), which a modern edition
+    keeps or lowers by where the word stands in its sentence; a word seen alone cannot know that,
+    so the model learns spelling only and the first letter keeps the source's case. Sorted, so the
+    pairs (and the trainer's SHA-256 of them) do not depend on the order of a dictionary.
+    """
+    out = []
+    for f_word, (m_word, _) in sorted(most_frequent_partners(aligned_word_counts(pairs)).items()):
+        if f_word[0].isalpha() and m_word[0].isalpha():  # "Vpon" -> "Upon": the source's case
+            first = m_word[0].upper() if f_word[0].isupper() else m_word[0].lower()
+            m_word = first + m_word[1:]
+        out.append((f_word, m_word))
+    return out

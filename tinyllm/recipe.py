@@ -96,6 +96,12 @@ TRAIN_PRESETS = {
         min_lr=1e-4, warmup_iters=200, weight_decay=0.01, beta2=0.98, eval_interval=500,
         eval_iters=10, final_eval_iters=50, sample_tokens=0, out_dir="runs/folio-modern",
     ),
+    # the word-level model (chapter 15): 32,925 word pairs, 128 a step, dropout 0.1
+    "folio-words": TrainConfig(
+        model="seq2seq", preset="folio-words", iters=3000, batch_size=128, lr=2e-3,
+        min_lr=1e-4, warmup_iters=100, weight_decay=0.01, beta2=0.98, eval_interval=500,
+        eval_iters=10, final_eval_iters=50, sample_tokens=0, out_dir="runs/folio-words",
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """Translating with a trained encoder-decoder, two baselines, and scoring a split (chapter 15).
 
-The task is First Folio -> modern spelling (``tinyllm.parallel_corpus``). Three systems:
+The task is First Folio -> modern spelling (``tinyllm.parallel_corpus``). Four systems:
 
 - the **identity** baseline copies the Folio text unchanged; three words in four are already
   spelt as in the modern edition, so it scores high;
@@ -9,7 +9,9 @@ The task is First Folio -> modern spelling (``tinyllm.parallel_corpus``). Three 
   ``difflib`` on the corpus's spelling-blind keys), and keeps a word it never saw;
 - the **model**, with greedy or beam search (``tinyllm.decoding``). A source longer than the
   model's context is cut at spaces into pieces that fit (after a punctuation mark where it can),
-  each piece translated, the pieces joined with a space.
+  each piece translated, the pieces joined with a space;
+- the **table + word model** (:class:`TableAndWordModel`): the table for the words the training
+  pairs showed, a word-level seq2seq (``--preset folio-words``) for the words they did not.
 
     model, tokenizer = load_translator("runs/folio-modern")
     translate_texts(model, tokenizer, ["Heere Master: What cheere?"], beam_width=4)
@@ -20,23 +22,19 @@ The task is First Folio -> modern spelling (``tinyllm.parallel_corpus``). Three 
 
 from __future__ import annotations
 
-import difflib
 import functools
-import re
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from tinyllm.decoding import beam_search, greedy_search
-from tinyllm.folio_alignment import _key
+from tinyllm.folio_alignment import aligned_word_counts, most_frequent_partners, word_cores
 from tinyllm.metrics import character_error_rate, corpus_bleu, corpus_chrf
 from tinyllm.models.seq2seq import Seq2Seq, pad_sequences
 from tinyllm.parallel_corpus import PARALLEL_SPLITS, load_parallel_corpus
 from tinyllm.runtime import limit_blas_threads
 
-_TOKEN = re.compile(r"^(\W*)(.*?)(\W*)$")  # "(vpon," -> "(", "vpon", ","
 _CUT_AFTER = ",;:.!?"  # a long source is cut after one of these where it can
 
 
@@ -47,39 +45,61 @@ def identity(sources: list[str]) -> list[str]:
     return list(sources)
 
 
-def _cores(text: str) -> list[tuple[str, str, str]]:
-    return [_TOKEN.match(word).groups() for word in text.split()]  # (prefix, core, suffix)
-
-
 class WordSubstitution:
     """The word-substitution baseline: Folio word -> its most frequent modern word (eq. 15.16)."""
 
-    def __init__(self, table: dict[str, str]):
+    def __init__(self, table: dict[str, str], seen: frozenset[str] = frozenset()):
         self.table = table  # Folio word -> modern word, only where they differ
+        self.seen = seen  # every Folio word of the training pairs, changed or not
 
     @classmethod
     def learn(cls, pairs, min_count: int = 2) -> WordSubstitution:
-        """Align each pair's words on their spelling-blind keys (``difflib``, no auto-junk); a
-        word in an equal block, or in a replaced block of the same length on both sides, is
-        paired with its counterpart. Keep f -> m when m is f's most frequent partner, seen at
-        least ``min_count`` times."""
-        counts: Counter = Counter()
-        for folio, modern, *_ in pairs:
-            f = [core for _, core, _ in _cores(folio)]
-            m = [core for _, core, _ in _cores(modern)]
-            matcher = difflib.SequenceMatcher(None, [_key(w) for w in f], [_key(w) for w in m],
-                                              autojunk=False)
-            for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-                if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
-                    counts.update(zip(f[i1:i2], m[j1:j2]))
-        best: dict[str, tuple[int, str]] = {}
-        for (f_word, m_word), count in counts.items():
-            if count > best.get(f_word, (0, ""))[0]:
-                best[f_word] = (count, m_word)
-        return cls({f: m for f, (count, m) in best.items() if count >= min_count and f != m and f})
+        """Keep f -> m when m is f's most frequent partner in the aligned word pairs
+        (``folio_alignment.aligned_word_counts``), seen at least ``min_count`` times."""
+        best = most_frequent_partners(aligned_word_counts(pairs))
+        return cls({f: m for f, (m, count) in best.items() if count >= min_count and f != m},
+                   frozenset(best))
 
     def __call__(self, sources: list[str]) -> list[str]:
-        return [" ".join(p + self.table.get(core, core) + s for p, core, s in _cores(text))
+        return [" ".join(p + self.table.get(core, core) + s for p, core, s in word_cores(text))
+                for text in sources]
+
+
+def _parts(word: str) -> list[str]:
+    """A hyphenated word's parts ("Ayre-drawne-Dagger" -> "Ayre", "drawne", "Dagger"), else the
+    word itself."""
+    parts = word.split("-")
+    return parts if all(parts) else [word]
+
+
+class TableAndWordModel:
+    """The table for the words the training pairs showed, a word-level model for the others.
+
+    The table's blind spot is a word no training play has: it keeps "vndaunted" or "trecherie"
+    as they stand. Such a word goes to ``spell`` (a list of Folio words -> their modern spelling:
+    the word-level seq2seq, preset ``folio-words``) instead, as a lookup of seen words and a
+    character model for the unseen ones divide the work in historical text normalisation
+    (Robertson and Goldwater 2018; Bollmann 2019). A hyphenated word is taken apart first, so
+    that each part the table knows keeps the table's spelling. The first letter keeps the
+    source's case (``folio_alignment.word_pairs``); an empty answer keeps the Folio word.
+    """
+
+    def __init__(self, substitution: WordSubstitution, spell):
+        self.substitution, self.spell = substitution, spell
+
+    def __call__(self, sources: list[str]) -> list[str]:
+        table, seen = self.substitution.table, self.substitution.seen
+        words = {core for text in sources for _, core, _ in word_cores(text)} - seen - {""}
+        unseen = sorted({part for word in words for part in _parts(word)} - seen)
+        spelt = dict(zip(unseen, self.spell(unseen))) if unseen else {}
+
+        def modern(word: str) -> str:
+            if word in seen or not word:
+                return table.get(word, word)
+            return "-".join(table.get(part, part) if part in seen else spelt[part] or part
+                            for part in _parts(word))
+
+        return [" ".join(p + modern(core) + s for p, core, s in word_cores(text))
                 for text in sources]
 
 
@@ -93,14 +113,37 @@ def folio_substitution() -> WordSubstitution:
 
 def load_translator(checkpoint: str | Path, device: str = "cpu"):
     """(model, tokenizer) of a seq2seq checkpoint written by ``tinyllm train --model seq2seq``."""
+    model, tokenizer, _ = _load_seq2seq(checkpoint, device)
+    return model, tokenizer
+
+
+def _load_seq2seq(checkpoint: str | Path, device: str):
     from tinyllm.checkpoint import load_checkpoint
 
-    model, tokenizer, _ = load_checkpoint(checkpoint)
+    model, tokenizer, info = load_checkpoint(checkpoint)
     if not isinstance(model, Seq2Seq):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}; `tinyllm translate` "
                          "needs a seq2seq checkpoint (tinyllm train --model seq2seq)")
     model.to(device)
-    return model, tokenizer
+    return model, tokenizer, info["settings"].get("preset")
+
+
+def load_system(checkpoint: str | Path, beam_width: int = 1, alpha: float = 0.6,
+                device: str = "cpu"):
+    """(name, sources -> outputs) of a checkpoint: a sentence model translates each source; a
+    word-level model (``objectives.translation.WORD_LEVEL_PRESETS``) is
+    :class:`TableAndWordModel` with the training pairs' table."""
+    from tinyllm.objectives.translation import WORD_LEVEL_PRESETS
+
+    model, tokenizer, preset = _load_seq2seq(checkpoint, device)
+    search = "greedy" if beam_width == 1 else f"beam {beam_width}"
+
+    def translate(texts: list[str]) -> list[str]:
+        return translate_texts(model, tokenizer, texts, beam_width, alpha)
+
+    if preset in WORD_LEVEL_PRESETS:
+        return f"table + word model, {search}", TableAndWordModel(folio_substitution(), translate)
+    return f"model, {search}", translate
 
 
 def split_source(text: str, max_chars: int) -> list[str]:
@@ -174,12 +217,9 @@ def evaluate_split(split: str = "test", checkpoint: str | Path | None = None,
     started = time.perf_counter()
     systems["word substitution"] = folio_substitution()
     learn_s = time.perf_counter() - started
-    if checkpoint is not None:
-        model, tokenizer = load_translator(checkpoint, device)
-        for width in beam_widths:
-            name = "model, greedy" if width == 1 else f"model, beam {width}"
-            systems[name] = (lambda texts, w=width:
-                             translate_texts(model, tokenizer, texts, w, alpha))
+    for width in beam_widths if checkpoint is not None else ():
+        name, system = load_system(checkpoint, width, alpha, device)
+        systems[name] = system
     results, outputs = {}, {"source": sources, "reference": references}
     for name, system in systems.items():
         started = time.perf_counter()
@@ -239,7 +279,6 @@ def run_command(args) -> None:
             print(f"  {name:<18} BLEU {row['bleu']:6.2f}  chrF {row['chrf']:6.2f}  "
                   f"CER {row['cer']:6.2f}%  {row['wall_s']:8.2f} s")
         return
-    model, tokenizer = load_translator(args.checkpoint, args.device)
-    sources = [args.text] if args.text is not None else lines
-    for line in translate_texts(model, tokenizer, sources, args.beam, args.length_penalty):
+    _, system = load_system(args.checkpoint, args.beam, args.length_penalty, args.device)
+    for line in system([args.text] if args.text is not None else lines):
         print(line)

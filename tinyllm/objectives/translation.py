@@ -30,6 +30,7 @@ import string
 
 import numpy as np
 
+from tinyllm.folio_alignment import word_pairs
 from tinyllm.models.seq2seq import Seq2SeqConfig, pad_sequences, shift_right
 from tinyllm.nn import Module
 from tinyllm.parallel_corpus import PARALLEL_SPLITS, load_parallel_corpus, parallel_path
@@ -44,7 +45,15 @@ SEQ2SEQ_PRESETS = {
     "folio-modern": Seq2SeqConfig(vocab_size=96, context_length=128, num_encoder_layers=2,
                                   num_decoder_layers=2, num_heads=4, d_model=128, d_ff=512,
                                   dropout=0.0),
+    # the word-level model: one Folio word -> its modern spelling (translate.WordModelSystem uses
+    # it for the words the substitution table never saw); 32 positions: all but 2 of the 32,925
+    # training words (40 and 28 characters long)
+    "folio-words": Seq2SeqConfig(vocab_size=96, context_length=32, num_encoder_layers=2,
+                                 num_decoder_layers=2, num_heads=4, d_model=128, d_ff=512,
+                                 dropout=0.1),
 }
+# what a preset's pairs are: sentence pairs, or the word pairs aligned inside them
+WORD_LEVEL_PRESETS = frozenset({"folio-words"})
 
 
 # ----------------------------------------------------------------------------- pairs as text
@@ -65,12 +74,15 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
 
 def folio_texts(config=None) -> tuple[str, str]:
-    """(train, validation) pairs of the Folio corpus as text (the trainer's ``load_texts``)."""
+    """(train, validation) pairs of the Folio corpus as text (the trainer's ``load_texts``):
+    the sentence pairs, or for a word-level preset the word pairs of ``word_pairs``."""
     if config is not None and getattr(config, "data", None):
         raise ValueError("seq2seq trains on the bundled parallel corpus (data/shakespeare-folio); "
                          "--data is for the language models: leave it out")
-    return (pairs_text(load_parallel_corpus("train")),
-            pairs_text(load_parallel_corpus("validation")))
+    train, validation = load_parallel_corpus("train"), load_parallel_corpus("validation")
+    if config is not None and config.preset in WORD_LEVEL_PRESETS:  # one pair per Folio word
+        return pairs_text(word_pairs(train)), pairs_text(word_pairs(validation))
+    return pairs_text(train), pairs_text(validation)
 
 
 def folio_fingerprint(config=None) -> dict:
