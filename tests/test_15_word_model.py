@@ -13,8 +13,8 @@ import tinyllm.recipe as R
 import tinyllm.train as T
 import tinyllm.translate as translate
 from tinyllm.checkpoint import load_checkpoint
-from tinyllm.cli import build_parser, main
 from tinyllm.cli import _train_config as train_config
+from tinyllm.cli import build_parser, main
 from tinyllm.folio_alignment import aligned_word_counts, word_cores, word_pairs
 from tinyllm.models import Seq2SeqConfig
 from tinyllm.objectives.translation import SEQ2SEQ_PRESETS, folio_texts, parse_pairs

@@ -6,10 +6,12 @@
     tinyllm train --data my.txt           # any UTF-8 text file (last 10% = validation)
     tinyllm sample --checkpoint runs/shakespeare-char --prompt "ROMEO:"
     tinyllm fill --checkpoint runs/shakespeare-bert --text "To be, or not to [MASK]"
+    tinyllm search --query "a storm at sea"  # the nearest speeches, MiniLM (ch. 13)
     tinyllm bench                         # ms per step, tokens/s, GFLOP/s (and PyTorch's)
     tinyllm translate --checkpoint runs/folio-modern --text "Heere Master: What cheere?"
     tinyllm quantize --checkpoint runs/shakespeare-char --bits 8 --out q8.safetensors  # ch. 16
     tinyllm prune --checkpoint runs/shakespeare-char --sparsity 0.5 --out runs/pruned50
+    tinyllm export --checkpoint runs/shakespeare-char --format hf --out hf/shakespeare-char
 """
 
 from __future__ import annotations
@@ -119,15 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # each sub-parser names its function: set_defaults(handler=...); commands of later chapters
     # live with their code and add their own sub-parsers
-    from tinyllm import fill, translate
+    from tinyllm import export as hf_export
+    from tinyllm import fill, search, translate
     from tinyllm.compress import commands as compress_commands
 
     _train_parser(commands)
     _sample_parser(commands)
     fill.add_parser(commands)  # chapter 12
+    search.add_parser(commands)  # chapter 13
     _bench_parser(commands)
     translate.add_parser(commands)  # chapter 15
     compress_commands.add_parsers(commands)  # quantize, prune (chapter 16)
+    hf_export.add_parser(commands)  # a GPT or BERT as a Hugging Face checkpoint (chapter 13)
     return parser
 
 

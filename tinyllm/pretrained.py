@@ -9,6 +9,8 @@ A Hugging Face checkpoint folder holds ``config.json`` (the shape: sizes, activa
 epsilon), ``model.safetensors`` (the arrays, by name) and ``vocab.txt`` (WordPiece's vocabulary).
 :func:`load_bert` builds a :class:`BERTConfig` from the first, renames the arrays through the one
 name map (``tinyllm/hf_names.py``), transposes the Linear weights and checks every shape.
+:func:`load_gpt2` does the same for a GPT-2 (``GPT2LMHeadModel``) folder, through
+``tinyllm/hf_gpt2_names.py``; ``tinyllm export`` writes both layouts (tinyllm/export.py).
 
 Sentence embeddings follow all-MiniLM-L6-v2's recipe (Reimers & Gurevych 2019, Sentence-BERT): the
 last hidden states h (B, T, C) averaged over the real tokens, then scaled to unit length:
@@ -35,9 +37,10 @@ import numpy as np
 from tinyllm.autograd import no_grad
 from tinyllm.backend import to_numpy
 from tinyllm.checkpoint.safetensors import load_safetensors
+from tinyllm.hf_gpt2_names import canonical_gpt2_name, gpt_state_from_gpt2
 from tinyllm.hf_names import HF_BUFFERS, HF_TIED, bert_name_map, canonical_name, head_of
 from tinyllm.minilm import PretrainedError, fetch_minilm  # noqa: F401 (re-exported)
-from tinyllm.models import BERT, BERTConfig
+from tinyllm.models import BERT, GPT, BERTConfig, GPTConfig
 from tinyllm.nn import Linear
 from tinyllm.tensor import Tensor
 from tinyllm.wordpiece import WordPieceTokenizer
@@ -93,6 +96,21 @@ def bert_config_from_hf(config: dict, source: str = "config.json",
         type_vocab_size=config.get("type_vocab_size", 2),
         dropout=config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
         eps=float(config.get("layer_norm_eps", 1e-12)), activation=HIDDEN_ACTS[act])
+
+
+def _read_config(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(the folder, its config.json as a dict) of a Hugging Face checkpoint folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise PretrainedError(f"{folder} is not a folder: give the checkpoint's folder (holding "
+                              "config.json and model.safetensors)")
+    if not (folder / "config.json").is_file():
+        raise PretrainedError(f"{folder} has no config.json: a Hugging Face checkpoint folder "
+                              "holds config.json and model.safetensors")
+    try:
+        return folder, json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PretrainedError(f"{folder / 'config.json'} is not JSON ({error})") from None
 
 
 def _read_weights(folder: Path) -> dict[str, np.ndarray]:
@@ -161,17 +179,7 @@ def load_bert(path: str | os.PathLike, dtype=np.float32, dropout: float | None =
     initialisation and are named in an :class:`AbsentHeadsWarning`, with any arrays left unused;
     ``model.absent_heads`` lists them. BF16 and F16 weights are widened to ``dtype``.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise PretrainedError(f"{folder} is not a folder: give the checkpoint's folder (holding "
-                              "config.json and model.safetensors)")
-    if not (folder / "config.json").is_file():
-        raise PretrainedError(f"{folder} has no config.json: a Hugging Face checkpoint folder "
-                              "holds config.json and model.safetensors")
-    try:
-        hf_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PretrainedError(f"{folder / 'config.json'} is not JSON ({error})") from None
+    folder, hf_config = _read_config(path)
     config = bert_config_from_hf(hf_config, str(folder / "config.json"), dropout)
     model = BERT(config, rng=np.random.default_rng(0), dtype=dtype)
     state, unused = _hf_state(folder, config, model)
@@ -185,6 +193,78 @@ def load_bert(path: str | os.PathLike, dtype=np.float32, dropout: float | None =
                                        if absent else "")
                       + (f"; arrays not used: {unused}" if unused else ""),
                       AbsentHeadsWarning, stacklevel=2)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- loading a GPT-2
+
+def gpt_config_from_hf(config: dict, source: str = "config.json",
+                       dropout: float | None = None) -> GPTConfig:
+    """A :class:`GPTConfig` from a Hugging Face GPT-2 ``config.json``: n_embd -> d_model, n_layer
+    -> num_layers, n_head -> num_heads, n_positions -> context_length, biases on (GPT-2 has them in
+    every Linear and LayerNorm), activation_function through HIDDEN_ACTS ("gelu_new": tanh GELU).
+    Settings tinyllm's GPT does not have (an MLP other than 4 C, another LayerNorm epsilon,
+    attention scaled by layer, untied output) are refused by name."""
+    if config.get("model_type") != "gpt2":
+        raise PretrainedError(f"{source} describes model_type {config.get('model_type')!r}; "
+                              "load_gpt2 reads GPT-2 checkpoints only (model_type 'gpt2')")
+    required = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+    missing = [key for key in required if not isinstance(config.get(key), int)]
+    if missing:
+        raise PretrainedError(f"{source} lacks the integer field(s) {missing}; a GPT-2 config.json "
+                              f"holds all of {list(required)}")
+    act, width = config.get("activation_function", "gelu_new"), config["n_embd"]
+    unsupported = {  # field -> (its value, what tinyllm's GPT computes)
+        "activation_function": (act in HIDDEN_ACTS, sorted(HIDDEN_ACTS)),
+        "n_inner": (config.get("n_inner") in (None, 4 * width), f"None or 4 n_embd = {4 * width}"),
+        "layer_norm_epsilon": (config.get("layer_norm_epsilon", 1e-5) == 1e-5, 1e-5),
+        "scale_attn_weights": (config.get("scale_attn_weights", True) is True, True),
+        "scale_attn_by_inverse_layer_idx":
+            (config.get("scale_attn_by_inverse_layer_idx", False) is False, False),
+        "tie_word_embeddings": (config.get("tie_word_embeddings", True) is True, True),
+    }
+    for field, (ok, expected) in unsupported.items():
+        if not ok:
+            raise PretrainedError(f"{source}: {field} = {config.get(field)!r} is not supported; "
+                                  f"tinyllm's GPT computes {field} = {expected}")
+    if width % config["n_head"]:
+        raise PretrainedError(f"{source}: n_head = {config['n_head']} does not divide "
+                              f"n_embd = {width}")
+    return GPTConfig(vocab_size=config["vocab_size"], context_length=config["n_positions"],
+                     num_layers=config["n_layer"], num_heads=config["n_head"], d_model=width,
+                     dropout=config.get("resid_pdrop", 0.1) if dropout is None else dropout,
+                     bias=True, activation=HIDDEN_ACTS[act])
+
+
+def load_gpt2(path: str | os.PathLike, dtype=np.float32, dropout: float | None = None) -> GPT:
+    """A :class:`GPT` with the weights of a Hugging Face GPT-2 checkpoint folder, in eval mode.
+
+    The arrays are renamed and ``c_attn`` is cut into q, k, v by the one name map
+    (tinyllm/hf_gpt2_names.py, which ``tinyllm export`` writes with); no weight is transposed
+    (GPT-2's Conv1D stores (in, out), as tinyllm does). Every array must be there and fit;
+    arrays the model does not use are named in a warning.
+    """
+    folder, hf_config = _read_config(path)
+    config = gpt_config_from_hf(hf_config, str(folder / "config.json"), dropout)
+    model = GPT(config, rng=np.random.default_rng(0), dtype=dtype)
+    arrays = _read_weights(folder)
+    state, missing, unused = gpt_state_from_gpt2(arrays, config.num_layers)
+    head = {canonical_gpt2_name(k): v for k, v in arrays.items()}.get("lm_head.weight")
+    if head is not None and not np.array_equal(head, state.get("wte.weight")):
+        raise PretrainedError(f"{folder}: lm_head.weight differs from wte.weight; tinyllm's GPT "
+                              "ties its output layer to the token embedding and cannot load it")
+    if missing:
+        raise PretrainedError(f"{folder}: the checkpoint lacks {len(missing)} array(s) of a "
+                              f"{config.num_layers}-block GPT-2, e.g. {missing[:3]}")
+    own = dict(model.named_parameters())
+    for name, array in state.items():
+        if array.shape != own[name].shape:
+            raise PretrainedError(f"{folder}: {name} has shape {array.shape} in tinyllm's "
+                                  f"layout, but config.json implies {own[name].shape}: the "
+                                  "config and the weights disagree")
+    model.load_state_dict(state)
+    if unused:
+        warnings.warn(f"{folder}: arrays not used: {unused}", AbsentHeadsWarning, stacklevel=2)
     return model.eval()
 
 
