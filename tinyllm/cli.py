@@ -174,6 +174,8 @@ def cmd_train(args) -> None:
     set_threads("train", args.threads)
     metrics = train(config, resume=args.resume, progress=not args.no_progress,
                     overwrite=args.overwrite, allow_changed_data=args.allow_changed_data)
+    if "rank" in metrics:  # an MPI rank other than 0 (tinyllm.distributed): rank 0 reports
+        return
     print(json.dumps(metrics, indent=2, allow_nan=False))  # train() wrote inf and nan as null
     if metrics.get("interrupted"):
         return

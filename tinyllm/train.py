@@ -19,6 +19,7 @@ of its own (truncated BPTT's position and carried state) saves it in the checkpo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyllm import optim, runs
+from tinyllm import distributed, optim, runs
 from tinyllm.backend import get_array_module, to_numpy
 from tinyllm.checkpoint import (  # noqa: F401 (load_checkpoint: chapter 12 imports it from here)
     CHECKPOINT_NAME,
@@ -56,20 +57,27 @@ from tinyllm.runtime import keep_freed_memory
 # --------------------------------------------------------------------------------------------------
 
 
-def accumulate_gradients(model: Module, task, data_rng: np.random.Generator, grad_accum: int):
+def accumulate_gradients(model: Module, task, data_rng: np.random.Generator, grad_accum: int,
+                         ranks=distributed.SINGLE_PROCESS):
     """Forward and backward over ``grad_accum`` micro-batches; returns the mean of their losses,
     a 0-d float64 array on the model's device (summed there: no transfer, no wait).
 
     Each micro-batch's loss is divided by k = grad_accum before its backward, so the gradients that
-    add up in ``p.grad`` are those of the mean loss over the k micro-batches (eq. 9.14).
+    add up in ``p.grad`` are those of the mean loss over the k micro-batches (eq. 9.14). Under MPI
+    (``ranks``: ``tinyllm.distributed``) the W ranks draw all W k micro-batches, each computes its
+    k, and the gradients and losses are summed over the ranks (eq. 17.20).
     """
+    count = grad_accum * ranks.size  # micro-batches in the step, over all ranks
     loss_sum = None
-    for _ in range(grad_accum):
-        loss = task.loss(model, task.batch("train", data_rng)) / grad_accum
+    for index in range(count):
+        batch = task.batch("train", data_rng)  # every rank draws every batch: one stream
+        if index % ranks.size != ranks.rank:
+            continue
+        loss = task.loss(model, batch) / count
         loss.backward()
         term = loss.data.astype(np.float64)  # () float64: the sum a Python float would make
         loss_sum = term if loss_sum is None else loss_sum + term
-    return loss_sum
+    return ranks.reduce_gradients(model, loss_sum)  # one process: loss_sum as is
 
 
 def step_numbers(*values) -> list[float]:
@@ -102,7 +110,8 @@ def apply_update(model: Module, optimizer: optim.Optimizer, grad_clip: float,
 
 
 def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: optim.Optimizer,
-               scheduler: optim.LRScheduler, grad_clip: float, grad_accum: int) -> float:
+               scheduler: optim.LRScheduler, grad_clip: float, grad_accum: int,
+               ranks=distributed.SINGLE_PROCESS) -> float:
     """One optimizer step; returns the training loss (the mean over the micro-batches).
 
     The learning rate of this step comes from the schedule, the batches from ``data_rng``;
@@ -110,7 +119,7 @@ def train_step(model: Module, task, data_rng: np.random.Generator, optimizer: op
     or gradient norm raises ``runs.NonFiniteError`` before the update.
     """
     scheduler.step()
-    loss = accumulate_gradients(model, task, data_rng, grad_accum)  # on the device
+    loss = accumulate_gradients(model, task, data_rng, grad_accum, ranks)  # on the device
     return apply_update(model, optimizer, grad_clip, loss)  # the one device->host transfer
 
 
@@ -129,13 +138,26 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, log=
 
     First the output folder is checked and locked (``runs.claim_run_folder``): a folder that
     holds a run is refused unless ``resume`` or ``overwrite``; resuming on a training text whose
-    size or SHA-256 changed is refused unless ``allow_changed_data``.
+    size or SHA-256 changed is refused unless ``allow_changed_data``. Under ``mpiexec -n W``
+    (``tinyllm.distributed``) rank 0 alone holds the folder, logs and writes; the others return
+    ``{"rank": r, "iters": ...}``.
     """
-    with runs.claim_run_folder(Path(config.out_dir), resume=resume, overwrite=overwrite):
-        return _train(config, resume, progress, log, allow_changed_data)
+    ranks = distributed.world()
+    folder = (runs.claim_run_folder(Path(config.out_dir), resume=resume, overwrite=overwrite)
+              if ranks.is_root else contextlib.nullcontext())
+    with ranks.fail_together(), folder:  # an error on one rank stops every rank
+        ranks.barrier()  # the others start once rank 0 holds the folder
+        return _train(config, resume, progress and ranks.is_root,
+                      log if ranks.is_root else _quiet, allow_changed_data, ranks)
 
 
-def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed_data) -> dict:
+def _quiet(message: str) -> None:
+    pass
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed_data,
+           ranks=distributed.SINGLE_PROCESS) -> dict:
+    ranks.check_supported(config)
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     train_text, val_text = load_texts(config)
@@ -162,6 +184,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
         restore_generators(info["generators"], model, data_rng)
         if hasattr(task, "load_state_dict"):  # the LSTM's stream position and carried state
             task.load_state_dict(info["task_state"])
+        ranks.resume(info["ranks"], model, checkpoint_path)  # W as saved; each rank's dropout
+    else:
+        ranks.start(model, config.seed)  # rank r > 0: dropout generators of its own
     keep_freed_memory()
     guard = runs.NonFiniteGuard(checkpoint_path, config.lr, saved_step=step if resume else None)
     compression = RunCompression(model, config.precision,  # fp16/bf16, pruning masks (ch. 16)
@@ -170,28 +195,33 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
 
     def save() -> None:
         guard.check_weights(model, step)  # a non-finite weight is never saved
+        rank_state = ranks.checkpoint_state(model)  # every rank: dropout generators to rank 0
+        if not ranks.is_root:
+            return
         save_checkpoint(checkpoint_path, model, optimizer, scheduler, tokenizer, data_rng,
                         settings=dataclasses.asdict(config), step=step, history=history, data=data,
                         task_state=task.state_dict() if hasattr(task, "state_dict") else None,
-                        **compression.checkpoint_state())
+                        ranks=rank_state, **compression.checkpoint_state())
         if guard.saved(step):  # this run's first checkpoint: a replaced run's results are stale
             runs.remove_stale_results(out_dir)
 
     stop = runs.StopRequest().install()  # SIGINT, SIGTERM, SIGHUP: finish this step, save, stop
-    tokens_per_step = task.tokens_per_batch * config.grad_accum
+    tokens_per_step = task.tokens_per_batch * config.grad_accum * ranks.size
     log(f"{config.model.upper()} {config.preset}: {model.num_parameters():,} parameters, "
         f"vocabulary {tokenizer.vocab_size}, {tokens_per_step} tokens per step")
     bar = _progress_bar(progress, config.iters, step)
     start_step, started = step, time.perf_counter()
     try:
-        while step < config.iters and not stop.requested:
+        while step < config.iters and not ranks.any(stop.requested):  # a stop stops all ranks
             with guard.at_step(step + 1):  # a non-finite loss or gradient norm stops the run
                 loss = (train_step(model, task, data_rng, optimizer, scheduler, config.grad_clip,
-                                   config.grad_accum) if compression.mixed is None else
+                                   config.grad_accum, ranks) if compression.mixed is None else
                         compression.step(task, data_rng, optimizer, scheduler, config.grad_clip,
                                          config.grad_accum))  # skips a float16 overflow step
                 compression.after_step()  # pruned weights back to exactly zero
             step += 1
+            if step % distributed.CHECK_INTERVAL == 0:
+                ranks.check_identical(model, step)  # the same weights on every rank
             history["step"].append(step)
             history["train_loss"].append(loss)
             history["lr"].append(optimizer.param_groups[0]["lr"])  # the step's rate (all groups')
@@ -200,7 +230,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-            if step % config.eval_interval == 0 and step < config.iters:
+            if step % config.eval_interval == 0 and step < config.iters and ranks.is_root:
                 val = task.evaluate(model, "val", config.eval_iters, seed=config.seed + 1)
                 history["eval_step"].append(step)
                 history["val_loss"].append(val["loss"])
@@ -214,9 +244,15 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
             bar.close()
     wall = time.perf_counter() - started
     save()
-    if stop.requested:
+    stopped = ranks.any(stop.requested)  # the same answer on every rank
+    ranks.check_identical(model, step)
+    if not ranks.is_root:  # rank 0 evaluates and writes; its last save gathers from this rank
+        if not stopped:
+            ranks.checkpoint_state(model)
+        return {"rank": ranks.rank, "iters": step}
+    if stopped:
         log(f"interrupted at step {step}: checkpoint saved to {checkpoint_path}; continue with "
-            f"`tinyllm train --resume --out {out_dir}` (stopped by {stop.signal_name})")
+            f"`{ranks.command} --resume --out {out_dir}` (stopped by {stop.signal_name})")
         return {"interrupted": True, "iters": step}
 
     steps_run = step - start_step
@@ -224,6 +260,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, log, allow_changed
                "iters": step, "wall_s": round(wall, 2),
                "ms_per_step": round(1000 * wall / max(steps_run, 1), 2),
                "tokens_per_s": round(steps_run * tokens_per_step / max(wall, 1e-9), 1)}
+    if ranks.size > 1:
+        metrics["ranks"] = ranks.size  # MPI ranks (each with grad_accum micro-batches a step)
     val = task.evaluate(model, "val", config.final_eval_iters, seed=config.seed + 1)
     train_eval = task.evaluate(model, "train", config.final_eval_iters, seed=config.seed + 2)
     model.train()

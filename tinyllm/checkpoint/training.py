@@ -14,6 +14,7 @@
               train_config, step, history  the run's settings, the steps taken, the losses so far
               data                         the training text's file, size and SHA-256 (or null)
               loss_scaler                  a float16 run's dynamic loss scale (chapter 16), if any
+              ranks                        MPI ranks W and each rank's dropout generators (ch. 17)
 
 A file of an earlier format is refused by name, with what to do about it. Reading checks the
 header and every metadata field first (``validate.py``), and reads the arrays only then.
@@ -80,7 +81,8 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
                     data: dict[str, Any] | None = None,
                     task_state: dict[str, np.ndarray] | None = None,
                     masks: dict[str, np.ndarray] | None = None,
-                    loss_scaler: dict[str, Any] | None = None) -> None:
+                    loss_scaler: dict[str, Any] | None = None,
+                    ranks: dict[str, Any] | None = None) -> None:
     """Write a training checkpoint (atomically): the layout of the module docstring.
 
     ``settings`` is the run's recipe as a JSON-able dict (``dataclasses.asdict(TrainConfig)``);
@@ -113,6 +115,8 @@ def save_checkpoint(path: str | os.PathLike, model: Module, optimizer: Optimizer
     }
     if loss_scaler is not None:
         metadata["loss_scaler"] = json.dumps(loss_scaler)
+    if ranks is not None:  # {"size": W, "generators": [...]} (tinyllm.distributed)
+        metadata["ranks"] = json.dumps(ranks)
     save_safetensors(path, arrays, metadata)
 
 
@@ -184,5 +188,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Module, Any, dict[str, Any
         "task_state": {k[len("task."):]: v for k, v in arrays.items() if k.startswith("task.")},
         "masks": {k[len("mask."):]: v != 0 for k, v in arrays.items() if k.startswith("mask.")},
         "loss_scaler": fields.get("loss_scaler"),  # None: not a float16 run
+        "ranks": fields.get("ranks"),  # None: a file from before chapter 17 (one process)
     }
     return model, tokenizer, info

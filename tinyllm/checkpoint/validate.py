@@ -54,8 +54,8 @@ PARAMETER_COUNTS = {"gpt": gpt_parameter_count, "bert": bert_parameter_count,  #
 # metadata field -> the JSON type the loader needs ("scheduler" and "data" may be absent)
 JSON_FIELDS = {"model_config": dict, "train_config": dict, "tokenizer": dict, "generators": dict,
                "optimizer": dict, "history": dict, "scheduler": dict, "data": (dict, type(None)),
-               "loss_scaler": dict}
-OPTIONAL_FIELDS = ("scheduler", "data", "loss_scaler")
+               "loss_scaler": dict, "ranks": dict}
+OPTIONAL_FIELDS = ("scheduler", "data", "loss_scaler", "ranks")
 WEIGHT_DTYPES = ("F64", "F32", "F16", "BF16")  # a model's weights are floating point
 MAX_VOCAB_BYTES = 2**28  # the bytes a BPE vocabulary may spell out (a real one: well under 1 MB)
 NEWER_FIELDS = {"attention": "fused",  # config fields added after files were written: their value
