@@ -27,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyllm import export as hf_export
+from tinyllm import fill, search, translate
 from tinyllm.backend import DeviceError, check_device
 from tinyllm.checkpoint import CheckpointError
+from tinyllm.compress import commands as compress_commands
 from tinyllm.corpus import CorpusError
 from tinyllm.recipe import TRAINING_KINDS
 from tinyllm.runtime import limit_blas_threads
@@ -121,10 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # each sub-parser names its function: set_defaults(handler=...); commands of later chapters
     # live with their code and add their own sub-parsers
-    from tinyllm import export as hf_export
-    from tinyllm import fill, search, translate
-    from tinyllm.compress import commands as compress_commands
-
     _train_parser(commands)
     _sample_parser(commands)
     fill.add_parser(commands)  # chapter 12
