@@ -1,6 +1,7 @@
 """Chapter 15's results: Folio -> modern spelling on the test plays, and a cross-attention map.
 
     python benchmarks/translation_results.py --checkpoint /tmp/s2s-run --json /tmp/s2s.json
+    python benchmarks/translation_results.py --checkpoint runs/folio-words   # table + word model
 
 scores the identity and word-substitution baselines and the model (greedy and beam 4, length
 penalty 0.6) on the four test plays with BLEU, chrF and CER (tinyllm.metrics, equal to
@@ -70,9 +71,17 @@ def main() -> None:
             print()
             for name, text in example.items():
                 print(f"  {name:<18} {text}")
+        if any(name.startswith("table + word model") for name in report["results"]):
+            write_json(args, report, examples)  # a word model: no sentence to draw
+            return
         sentence = "Heere Master: What cheere?"
         output = cross_attention_png(args.checkpoint, sentence, Path(args.png))
         print(f"\ncross-attention of {sentence!r} -> {output!r}: {args.png}")
+    write_json(args, report, examples)
+
+
+def write_json(args, report: dict, examples: list) -> None:
+    """Write the table and the examples to --json, if given."""
     if args.json:
         Path(args.json).write_text(json.dumps({"split": report["split"], "pairs": report["pairs"],
                                                "results": report["results"],

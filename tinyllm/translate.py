@@ -53,9 +53,10 @@ class WordSubstitution:
         self.seen = seen  # every Folio word of the training pairs, changed or not
 
     @classmethod
-    def learn(cls, pairs, min_count: int = 2) -> WordSubstitution:
+    def learn(cls, pairs, min_count: int = 1) -> WordSubstitution:
         """Keep f -> m when m is f's most frequent partner in the aligned word pairs
-        (``folio_alignment.aligned_word_counts``), seen at least ``min_count`` times."""
+        (``folio_alignment.aligned_word_counts``), seen at least ``min_count`` times. The default
+        was chosen on the validation plays: BLEU 68.21 with 1, 66.91 with 2 (chapter 15)."""
         best = most_frequent_partners(aligned_word_counts(pairs))
         return cls({f: m for f, (m, count) in best.items() if count >= min_count and f != m},
                    frozenset(best))
