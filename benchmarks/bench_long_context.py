@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import tinyllm as tl  # noqa: E402
 import tinyllm.nn.functional as F  # noqa: E402
+from tinyllm.bench.memory import measure_peak  # noqa: E402
 from tinyllm.runtime import keep_freed_memory  # noqa: E402
 
 OPS = ("fused", "blockwise", "torch")
@@ -106,30 +107,14 @@ def time_ops(ops, shape, repeats: int):
 
 
 # --- peak memory, one fresh process per (op, T) ------------------------------------------------
-def _kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
 def measure_memory(op: str, shape: tuple[int, int, int, int]) -> dict[str, float | None]:
-    """In this (fresh) process: RSS high-water growth and tracemalloc peak of one step, in MiB."""
-    import tracemalloc
-
+    """In this (fresh) process: RSS high-water growth and tracemalloc peak of one step, in MiB
+    (``tinyllm.bench.memory.measure_peak``)."""
     small = (*shape[:2], 64, shape[3])
     make_step(op, *problem(small))()  # warm-up: lazy initialisation, thread pools
-    step = make_step(op, *problem(shape))
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current resident set
-    before = _kib("VmRSS")
-    tracemalloc.start()
-    step()
-    traced = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    rss = (_kib("VmHWM") - before) / 1024
-    return {"rss_mib": rss, "tracemalloc_mib": None if op == "torch" else traced / 2**20}
+    memory = measure_peak(make_step(op, *problem(shape)))
+    return {"rss_mib": memory["rss_mib"],
+            "tracemalloc_mib": None if op == "torch" else memory["tracemalloc_mib"]}
 
 
 def memory_in_subprocess(op: str, shape) -> dict[str, float | None]:

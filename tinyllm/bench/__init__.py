@@ -10,6 +10,7 @@ Read in this order:
 - ``torch_twin.py``: the same GPT and recipe in PyTorch, timed in the same run when PyTorch is
   installed;
 - ``profiling.py``: where a step spends its time (phases, op classes, cProfile), for ``--profile``;
+- ``memory.py``: peak memory of a piece of work (RSS high-water growth, tracemalloc; chapter 17);
 - ``run.py``: :func:`run_benchmarks`, which runs them all and prints the tables and one JSON line.
 
 What the figures mean, how the FLOPs are counted and what we measured: ``benchmarks/README.md``.
