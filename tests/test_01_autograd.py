@@ -431,6 +431,7 @@ def test_gradcheck_restores_the_inputs():
 
 
 def test_neuron_tanh_closed_form():
+    # eq. 1.7: the local derivative 1 - tanh^2 = 1 - y^2
     """f = tanh(w·x + b):  df/dw = (1 - f^2) x,  df/dx = (1 - f^2) w,  df/db = 1 - f^2."""
     rng = np.random.default_rng(7)
     w_values, x_values, b_value = rng.standard_normal(5), rng.standard_normal(5), 0.3
@@ -449,6 +450,7 @@ def test_neuron_tanh_closed_form():
 
 
 def test_sigmoid_derivative_is_y_times_one_minus_y():
+    # eq. 1.8: sigma' = sigma (1 - sigma)
     values = np.linspace(-8, 8, 33)
     x = variable(values)
     y = x.sigmoid()
@@ -460,6 +462,7 @@ def test_sigmoid_derivative_is_y_times_one_minus_y():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_is_stable_at_large_inputs(dtype):
+    # eq. 1.8: the two-branch form with e = exp(-|x|)
     """No overflow, division by zero or invalid value at ±1000; exp(-1000) underflowing to 0 is
     correct."""
     x = variable([-1000.0, -50.0, 0.0, 50.0, 1000.0], dtype=dtype)

@@ -436,6 +436,7 @@ def test_reusing_a_function_instance_is_refused():
 
 @given(data=st.data())
 def test_max_shares_the_gradient_equally_among_ties(data):
+    # eq. 2.4: each of k tied entries gets g / k
     """The documented rule (ops.Max): the k entries equal to the max each get g / k."""
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
     array = data.draw(hnp.arrays(np.float64, shape, elements=st.integers(0, 2).map(float)))

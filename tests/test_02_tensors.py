@@ -117,6 +117,7 @@ def test_binary_random_broadcastable_shapes(name, shapes, seed, device):
 
 
 def test_binary_gradient_is_the_hand_sum_over_broadcast_axes():
+    # eq. 2.3: the gradient summed over the broadcast axes
     """a (m,1) + b (1,n) with cotangent G (m,n): dL/da = G summed over columns, dL/db over rows."""
     rng = np.random.default_rng(3)
     a, b = leaf(rng.standard_normal((M, 1))), leaf(rng.standard_normal((1, N)))
@@ -298,6 +299,7 @@ def test_reduction_random(name, shape_axis, keepdims, seed, device):
 
 
 def test_reduction_closed_forms():
+    # eq. 2.4: sum, mean, and max with a tie shared equally
     """d sum/dx = 1, d mean/dx = 1/n, d max/dx = indicator of the arg-max (ties share equally)."""
     x = leaf([[1.0, 5.0, 5.0], [2.0, 0.0, -1.0]])
     x.max(axis=1).backward(np.array([6.0, 10.0]))
@@ -367,6 +369,7 @@ def test_matmul_closed_form():
 
 
 def test_matmul_closed_form_shared_weight():
+    # eq. 2.7: sum_b A_b^T G_b, and the same as one product of the folded rows
     """A (B,T,C) batch against one W (C,V): dL/dW = sum over the batch of A_b^T G_b."""
     rng = np.random.default_rng(9)
     a_values, w_values = rng.standard_normal((2, 5, 3)), rng.standard_normal((3, 4))
@@ -375,6 +378,8 @@ def test_matmul_closed_form_shared_weight():
     (a @ w).backward(g)
     np.testing.assert_allclose(w.grad.numpy(), sum(a_values[i].T @ g[i] for i in range(2)),
                                rtol=1e-13)
+    folded = a_values.reshape(10, 3).T @ g.reshape(10, 4)        # the (BT, C)^T (BT, V) product
+    np.testing.assert_allclose(w.grad.numpy(), folded, rtol=1e-13)
     np.testing.assert_allclose(a.grad.numpy(), g @ w_values.T, rtol=1e-13)
 
 
@@ -495,6 +500,7 @@ def test_negative_step_slices(index, device):
 
 
 def test_gather_with_repeated_indices_sums(device):
+    # eq. 2.8: the reads of one row add up
     """y = x[idx] reads row 0 three times: dL/dx[0] = g[0] + g[2] + g[3] (added, not overwritten)"""
     rng = np.random.default_rng(13)
     values, g = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
@@ -730,6 +736,7 @@ UNBROADCAST_CASES = [  # (gradient shape, target shape, the hand-written sum)
 @pytest.mark.parametrize("grad_shape, shape, hand_sum", UNBROADCAST_CASES,
                          ids=lambda v: str(v)[:14])
 def test_unbroadcast_is_the_sum_over_broadcast_axes(grad_shape, shape, hand_sum):
+    # eq. 2.3
     g = np.random.default_rng(16).standard_normal(grad_shape)
     reduced = unbroadcast(g, shape)
     assert reduced.shape == shape

@@ -132,6 +132,7 @@ def test_softmax_vjp_equals_jacobian_closed_form():
 
 
 def test_log_softmax_backward_closed_form():
+    # eq. 3.6 is the NumPy reference of the finite differences
     """eq. 3.7: dL/dz = g - softmax(z) * sum(g), against autograd and finite differences."""
     rng = np.random.default_rng(2)
     z, g = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
@@ -187,6 +188,7 @@ def numpy_cross_entropy(z: np.ndarray, t: np.ndarray, eps: float = 0.0) -> np.nd
 
 
 def test_cross_entropy_gradient_is_softmax_minus_onehot():
+    # eq. 3.8: the value is -sum q ln p with q = onehot(t)
     """eq. 3.11: d(sum of losses)/dz = softmax(z) - onehot(t): NumPy closed form vs autograd vs
     FD."""
     rng = np.random.default_rng(3)
@@ -240,6 +242,7 @@ def test_uniform_logits_give_ln_v(num_classes):
 def test_fused_cross_entropy_equals_composed(
     shape, with_ignored, label_smoothing, reduction, device
 ):
+    # eq. 3.13: "mean" divides by the number of kept rows |K|
     rng = np.random.default_rng(5)
     z = rng.normal(size=shape) * 3
     t = rng.integers(0, shape[-1], size=shape[:-1])
@@ -414,6 +417,7 @@ def test_cross_entropy_argument_errors():
 
 
 def test_lm_loss_equals_cross_entropy_on_shifted_arrays():
+    # eq. 3.14: the mean over B (T - 1) next-token predictions
     """Predict tokens[:, 1:] from logits[:, :-1]: values and gradients (last position's gradient is
     0)."""
     rng = np.random.default_rng(9)
@@ -499,6 +503,7 @@ def test_nsp_loss_two_class_cross_entropy():
 
 
 def test_bce_with_logits_stable_at_plus_minus_1e4(device):
+    # eq. 3.15: max(x, 0) - x t + ln(1 + e^-|x|), gradient sigma(x) - t
     x = tl.tensor(np.array([1e4, 1e4, -1e4, -1e4]), device=device)
     t = np.array([1.0, 0.0, 1.0, 0.0])
     for fn in (F.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits_composed):
@@ -510,6 +515,7 @@ def test_bce_with_logits_stable_at_plus_minus_1e4(device):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_bce_with_logits_fused_equals_composed_and_closed_form(reduction):
+    # eq. 3.15: value and gradient sigma(x) - t
     rng = np.random.default_rng(11)
     x, t = rng.normal(size=(3, 4)) * 3, rng.random((3, 4))
     g = rng.normal(size=(3, 4)) if reduction == "none" else None

@@ -49,6 +49,7 @@ def add_at_reference(ids: np.ndarray, G: np.ndarray, V: int) -> np.ndarray:
     seed=st.integers(0, 10_000),
 )
 def test_lookup_returns_rows(ids_shape, V, C, seed):
+    # eq. 4.2: y_n = W_{i_n}
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, V, ids_shape)
     W = table(V, C, seed)
@@ -107,6 +108,8 @@ def test_gradcheck_random_ids(V, T, C, seed):
 
 
 def test_lookup_is_one_hot_matmul_values_and_gradients():
+    # eq. 4.1: X_nj = [j = i_n] (one_hot)
+    # eq. 10.2: x_i = onehot(t_i)^T E, and row v of dE sums the gradients of its positions
     """y = X W and dW = X^T G (eqs. 4.3, 4.4), compared with autograd through the lookup and through
     X @ W."""
     rng = np.random.default_rng(3)

@@ -178,6 +178,7 @@ def test_sinusoidal_errors():
 
 
 def test_learned_positions_values_offset_and_gradients():
+    # eq. 5.6: y = x + P[offset + t], dP = G summed over the batch, dx = G
     layer = nn.LearnedPositionalEmbedding(12, 4, rng=np.random.default_rng(0), dtype=np.float64)
     assert [name for name, _ in layer.named_parameters()] == [
         "weight"
@@ -229,6 +230,7 @@ def test_learned_positions_errors_and_repr():
 
 
 def test_rope_matches_the_pairwise_rotation_formula():
+    # eqs. 5.7, 5.8: 2 x 2 rotations of the pairs (i, i + D/2) by m theta_i, theta_i = base^(-2i/D)
     rope = nn.RotaryEmbedding(8, context_length=64)
     x = np.random.default_rng(0).standard_normal((2, 3, 10, 8))
     np.testing.assert_allclose(

@@ -183,6 +183,7 @@ def attention_problems(draw):
 
 @given(attention_problems())
 def test_fused_equals_composed(problem):
+    # eqs. 6.3-6.6: the NumPy reference_forward, scores, mask, softmax, P V
     B, H, kv_heads, T_q, T_k, D, D_v, mask_shape, is_causal, seed = problem
     rng = np.random.default_rng(seed)
     arrays = (
@@ -361,6 +362,7 @@ def test_causal_is_bottom_right_aligned():
 
 
 def test_masked_keys_get_exactly_zero_weight():
+    # eq. 6.5: a forbidden key gets weight exactly 0
     rng = np.random.default_rng(10)
     q, k, v = (rng.standard_normal((2, 2, 5, 3)) for _ in range(3))
     mask = rng.random((2, 1, 1, 5)) > 0.5

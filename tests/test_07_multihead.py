@@ -106,6 +106,7 @@ def test_gradcheck_with_dropout_in_training():
     st.integers(0, 2**31 - 1),
 )
 def test_reshaped_heads_equal_a_loop_over_heads(B, T_q, T_k, H, D, cross, seed):
+    # eqs. 7.1, 7.2: projections, one softmax per head, concatenation, W_O
     rng = np.random.default_rng(seed)
     mha = make_mha(d_model=H * D, num_heads=H, seed=seed)
     x = rng.standard_normal((B, T_q, H * D))

@@ -175,6 +175,7 @@ def test_layer_norm_rows_have_mean_zero_and_unit_variance():
 
 
 def test_layer_norm_matches_the_definition_with_biased_variance_and_eps():
+    # eqs. 8.1-8.4: the mean, the biased variance, eps inside the root, gamma and beta
     """On small-variance rows the choices show: eps = 1e-5 inside the root, the variance divided by
     C."""
     rng = np.random.default_rng(6)
@@ -504,7 +505,7 @@ def test_decoder_block_gradcheck(norm_first):
 
 def test_block_equations_pre_and_post_ln():
     """pre-LN: x + Attn(LN1 x), then + FF(LN2 .) (eq. 8.14); post-LN: LN1(x + Attn x), LN2(. + FF .)
-    (8.15)."""
+    (eq. 8.15)."""
     x = tl.tensor(np.random.default_rng(17).standard_normal((2, 5, C)) * 3 + 1)
     pre = float64_block(norm_first=True)
     h = x + pre.attn(pre.ln1(x), is_causal=True)

@@ -106,6 +106,7 @@ def assert_matches_reference(optimizer, params, gradients, reference):
     (0.9, True, 0.1),
 ])
 def test_sgd_matches_formula(momentum, nesterov, weight_decay):
+    # eqs. 9.1-9.4: sgd_reference, plain, momentum, Nesterov, L2
     params, gradients = make_params(), gradient_sequence()
     optimizer = optim.SGD(params, lr=0.05, momentum=momentum, weight_decay=weight_decay,
                           nesterov=nesterov)
@@ -116,6 +117,7 @@ def test_sgd_matches_formula(momentum, nesterov, weight_decay):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_adam_matches_formula(weight_decay):
+    # eqs. 9.6, 9.9: adam_reference's moments and update
     params, gradients = make_params(), gradient_sequence()
     optimizer = optim.Adam(params, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=weight_decay)
     reference = functools.partial(adam_reference, lr=0.01, betas=(0.8, 0.99), eps=1e-6,
@@ -413,6 +415,7 @@ def test_warmup_cosine_without_warmup_and_errors():
 
 
 def test_inverse_sqrt_schedule():
+    # eq. 9.12: warm-up to the peak, then d^-1/2 (s + 1)^-1/2
     d_model, warmup = 512, 4000
     schedule = functools.partial(optim.inverse_sqrt, d_model=d_model, warmup_steps=warmup)
     peak = d_model ** -0.5 * warmup ** -0.5
@@ -572,6 +575,7 @@ def test_load_state_dict_errors(tmp_path):
 
 
 def test_gradient_accumulation_equals_one_large_batch():
+    # eq. 9.14: k micro-batch gradients of L_j / k add up to the large batch's
     """k micro-batches of size b, each loss scaled by 1/k, backward k times (the engine adds into
     .grad), one step: the same update as one batch of size k*b, because the mean over k*b is the
     mean of k means."""

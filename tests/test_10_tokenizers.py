@@ -73,6 +73,7 @@ def test_char_vocabulary_is_the_sorted_alphabet():
 @settings(max_examples=200)
 @given(st.text(alphabet=sorted(set(ALPHABET_TEXT))))
 def test_char_round_trip(text):
+    # eq. 10.1: decode(encode(s)) = s
     tok = CharTokenizer.from_text(ALPHABET_TEXT)
     assert tok.decode(tok.encode(text)) == text
 
@@ -140,6 +141,7 @@ def test_pretokenization_keeps_every_character(text):
 @settings(max_examples=300)
 @given(st.text())
 def test_bpe_round_trip_on_any_unicode(bpe, text):
+    # eq. 10.1: decode(encode(s)) = s for any text
     assert bpe.decode(bpe.encode(text)) == text
 
 

@@ -222,6 +222,7 @@ def test_tied_matrix_gets_the_input_and_the_output_gradient():
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_gpt2_initialisation(bias):
+    # eq. 11.6: N(0, 0.02^2), the residual projections N(0, 0.02^2 / 2L)
     config = GPTConfig(
         vocab_size=256, context_length=64, num_layers=4, num_heads=4, d_model=128, bias=bias
     )
@@ -459,6 +460,7 @@ def assert_frequencies(observed: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
 def test_sampled_frequencies_follow_softmax_with_temperature(temperature):
+    # eq. 11.9: p(tau) = softmax(z / tau)
     """p_T = softmax(z / T): with z = log p that is p^(1/T) renormalised."""
     expected = P ** (1 / temperature) / (P ** (1 / temperature)).sum()
     assert_frequencies(frequencies(np.log(P) + 3.0, temperature=temperature), expected)
@@ -469,6 +471,7 @@ def test_sampled_frequencies_follow_softmax_with_temperature(temperature):
     [(1, [0, 0, 0, 1]), (2, [0, 0, 3 / 7, 4 / 7]), (3, [0, 2 / 9, 3 / 9, 4 / 9]), (4, P), (10, P)],
 )
 def test_top_k_sampling_renormalises_the_k_most_likely(top_k, expected):
+    # eq. 11.10
     assert_frequencies(frequencies(np.log(P), top_k=top_k), np.asarray(expected, dtype=float))
 
 
@@ -485,6 +488,7 @@ def test_top_k_sampling_renormalises_the_k_most_likely(top_k, expected):
     ],
 )
 def test_top_p_sampling_keeps_the_smallest_nucleus(top_p, expected):
+    # eq. 11.11
     assert_frequencies(frequencies(np.log(P), top_p=top_p), np.asarray(expected, dtype=float))
 
 
@@ -523,6 +527,7 @@ def test_filter_logits_keeps_values_and_copies():
 
 @given(rows=st.integers(1, 4), vocab=st.integers(1, 30), data=st.data())
 def test_top_k_keeps_exactly_the_k_largest(rows, vocab, data):
+    # eq. 11.10: K_k, the k largest logits
     k = data.draw(st.integers(1, vocab + 3), label="k")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     rng = np.random.default_rng(seed)
@@ -537,6 +542,7 @@ def test_top_k_keeps_exactly_the_k_largest(rows, vocab, data):
     rows=st.integers(1, 4), vocab=st.integers(1, 30), top_p=st.floats(0.02, 0.98), data=st.data()
 )
 def test_top_p_keeps_the_smallest_set_reaching_the_mass(rows, vocab, top_p, data):
+    # eq. 11.11: the smallest prefix of the sorted probabilities reaching p
     seed = data.draw(st.integers(0, 2**16), label="seed")
     logits = 2 * np.random.default_rng(seed).standard_normal((rows, vocab))
     probs = numpy_softmax(logits)

@@ -167,6 +167,7 @@ def test_mlm_output_layer_is_the_token_embedding():
 
 
 def test_heads_follow_their_definitions():
+    # eq. 12.4: z = LN(GELU(W_d h + b_d)) E_tok^T + b_out
     """MLM: LN(GELU(h W_d + b_d)) W_te^T + b;   NSP: tanh(h_cls W_p + b_p) W_n + b_n."""
     model = BERT(TINY, rng=np.random.default_rng(1)).astype(np.float64).eval()
     ids, segments, mask = padded_batch(1)
@@ -189,6 +190,7 @@ def test_heads_follow_their_definitions():
 
 
 def test_embeddings_follow_their_definition():
+    # eq. 12.4: h0 = LN(E_tok + E_pos + E_seg)
     """The encoder input: LN(W_te[ids] + P[t] + W_seg[segments]) with eps 1e-12 (dropout off)."""
     model = BERT(TINY, rng=np.random.default_rng(2)).astype(np.float64).eval()
     ids, segments, _ = padded_batch(2)
@@ -398,6 +400,7 @@ def test_task_batches(task_and_model):
 
 
 def test_task_loss_is_mlm_plus_nsp_cross_entropy(task_and_model):
+    # eq. 12.1: the MLM part, the mean over the chosen positions of all rows
     """eq. 12.3: mean cross-entropy over the chosen positions + mean NSP cross-entropy over the
     pairs."""
     task, model = task_and_model
@@ -494,6 +497,7 @@ def test_mask_tokens_chooses_15_percent_of_ordinary_tokens(masked):
 
 
 def test_mask_tokens_80_10_10(masked):
+    # eq. 12.2
     tokens, inputs, labels = masked
     chosen = labels != IGNORE_INDEX
     np.testing.assert_array_equal(labels[chosen], tokens[chosen])

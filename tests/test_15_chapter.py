@@ -34,6 +34,7 @@ def ngrams(items, n):
 
 
 def test_eq_15_3_the_folio_modern_preset_has_931712_parameters():
+    # eq. 15.3
     shape = SEQ2SEQ_PRESETS["folio-modern"]
     config = Seq2SeqConfig(**{**shape.__dict__, "vocab_size": 99})
     V, C, F = 99, 128, 512
@@ -43,6 +44,7 @@ def test_eq_15_3_the_folio_modern_preset_has_931712_parameters():
 
 
 def test_eq_15_4_the_length_penalty_values_quoted():
+    # eq. 15.4
     np.testing.assert_allclose(length_penalty([1, 10, 50], 0.6), [1.0, 1.733, 3.779], atol=5e-4)
     assert length_penalty(7, 0.0) == 1.0
 
@@ -67,6 +69,7 @@ def test_eq_15_5_a_beams_score_is_its_teacher_forced_log_probability_over_lp(see
 
 
 def test_eqs_15_6_to_15_8_the_worked_bleu_example():
+    # eqs. 15.6-15.8: clipped precisions, the brevity penalty and geometric mean, the smoothing
     h, r = tokenize_13a(HYP).split(), tokenize_13a(REF).split()
     assert h == ["Here", "Master", ",", "what", "cheere", "?"]
     matches = [sum((ngrams(h, n) & ngrams(r, n)).values()) for n in range(1, 5)]
@@ -87,6 +90,7 @@ def test_bleu_is_brittle_as_the_chapter_says():
 
 
 def test_eqs_15_9_15_10_the_worked_chrf_example():
+    # eqs. 15.9, 15.10
     P, R = [], []
     for n in range(1, 7):
         h = Counter(HYP.replace(" ", "")[i:i + n] for i in range(len(HYP.replace(" ", "")) - n + 1))
@@ -101,6 +105,7 @@ def test_eqs_15_9_15_10_the_worked_chrf_example():
 
 
 def test_eqs_15_11_15_12_the_worked_rouge_example():
+    # eqs. 15.11, 15.12
     scores = sentence_rouge(HYP, REF)
     assert scores["rouge1"].fmeasure == pytest.approx(3 / 4)  # here master what | cheere, cheer
     assert scores["rouge2"].fmeasure == pytest.approx(2 / 3)  # here master, master what
@@ -108,11 +113,33 @@ def test_eqs_15_11_15_12_the_worked_rouge_example():
 
 
 def test_eqs_15_13_15_15_the_worked_edit_distance_example():
+    # eqs. 15.13, 15.15
     assert levenshtein(HYP, REF) == 4  # ", " moved: 2; ":" for ","; the final "e": 1
     assert character_error_rate([HYP], [REF]) == pytest.approx(4 / 25)
 
 
 def test_eq_15_16_the_table_learns_the_folios_spellings():
+    # eq. 15.16
     table = WordSubstitution.learn(load_parallel_corpus("train")[:3000]).table
     assert table["vpon"] == "upon" and table["haue"] == "have" and table["selfe"] == "self"
     assert "the" not in table  # a word spelt alike is never listed
+
+
+def test_teacher_forcing_inputs_and_targets():
+    """Eq. 15.1: a batch of TranslationTask holds targets [y_1 .. y_n, EOS] and decoder inputs
+    [BOS, y_1 .. y_n] (a shorter row's inputs after that only predict padding)."""
+    from tinyllm.objectives.translation import TranslationTask, pair_tokenizer, pairs_text
+
+    pairs = [("Heere", "Here"), ("Mistris", "Mistress")]
+    tokenizer = pair_tokenizer(pairs_text(pairs))
+    task = TranslationTask(pairs, pairs, tokenizer, batch_size=2, context_length=16)
+    _, tgt_in, targets = task.batch("train", np.random.default_rng(0))
+    PAD, BOS, EOS = 0, 1, 2
+    decoded = []
+    for row_in, row_out in zip(tgt_in.tolist(), targets.tolist()):
+        n = row_out.index(EOS)
+        y, padding = row_out[:n], [PAD] * (len(row_out) - n - 1)
+        assert row_out == y + [EOS] + padding
+        assert row_in[: n + 1] == [BOS] + y  # later inputs predict PAD, which the loss skips
+        decoded.append(tokenizer.decode(y))
+    assert sorted(decoded) == sorted(modern for _, modern in pairs)

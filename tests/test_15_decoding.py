@@ -66,6 +66,7 @@ def sequence_log_probs(model: Seq2Seq, src: np.ndarray, outputs: list[list[int]]
 
 
 def test_length_penalty_of_wu_et_al():
+    # eq. 15.4
     assert length_penalty(1, 0.6) == 1.0  # (5 + 1)^alpha / 6^alpha
     assert length_penalty(7, 0.6) == pytest.approx((12 / 6) ** 0.6)
     np.testing.assert_array_equal(length_penalty(np.arange(1, 9), 0.0), 1.0)

@@ -208,6 +208,7 @@ def test_chrf_by_hand():
     #   n = 3: the hypothesis has no 3-gram: not an effective order (nor n = 4..6)
     #   mean P = 1, mean R = (2/3 + 1/2) / 2 = 7/12
     #   chrF2 = 100 * 5 * 1 * 7/12 / (4 * 1 + 7/12) = 100 * 35/55 = 63.64
+    # eqs. 15.9, 15.10
     assert sentence_chrf("ab", ["a b c"]).score == pytest.approx(100 * 7 / 11, abs=1e-9)
     assert sentence_chrf("abc", ["abc"]).score == pytest.approx(100.0)
     assert sentence_chrf("", ["abc"]).score == 0.0
@@ -250,6 +251,7 @@ def test_rouge_by_hand():
     #   ROUGE-1: 3 matches, P = 3/3, R = 3/4, F = 2 * 3/4 / (7/4) = 6/7
     #   ROUGE-2: "the cat", "cat sat": P = 2/2, R = 2/3, F = 4/5
     #   ROUGE-L: LCS = 3 words, the same as ROUGE-1 here
+    # eqs. 15.11, 15.12, 15.14 (the LCS of ROUGE-L)
     scores = sentence_rouge("the cat sat", "The cat sat down!")
     assert scores["rouge1"].fmeasure == pytest.approx(6 / 7)
     assert (scores["rouge2"].precision, scores["rouge2"].recall) == pytest.approx((1, 2 / 3))
@@ -311,6 +313,7 @@ def test_levenshtein_classic_pairs(a, b, distance):
 @given(pairs=st.lists(st.tuples(st.text("abc ", max_size=14), st.text("abc ", max_size=14)),
                       min_size=1, max_size=40))
 def test_edit_distances_match_the_double_loop(pairs):
+    # eq. 15.13
     hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
     distances, lengths = edit_distances(hyps, refs)
     assert distances.tolist() == [slow_levenshtein(r, h) for h, r in pairs]

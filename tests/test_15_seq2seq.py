@@ -64,6 +64,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     share=st.booleans(), bias=st.booleans(),
 )
 def test_parameter_count_formula(V, T, heads, width, F, L_enc, L_dec, positions, share, bias):
+    # eq. 15.3
     config = Seq2SeqConfig(vocab_size=V, context_length=T, num_encoder_layers=L_enc,
                            num_decoder_layers=L_dec, num_heads=heads, d_model=width, d_ff=F,
                            positions=positions, share_embeddings=share, bias=bias)

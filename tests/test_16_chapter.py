@@ -62,3 +62,34 @@ def test_the_t_squared_factor_keeps_the_soft_gradient_of_order_one(temperature):
     assert np.abs(grad).max() == pytest.approx(np.abs(limit).max(), rel=0.6)
     if temperature == 16.0:
         np.testing.assert_allclose(grad, limit, atol=5e-3)  # O(1/T) off
+
+
+def test_head_importance_is_the_mean_absolute_gate_derivative():
+    """Eq. 16.13: I_h = mean over batches of |dL/d xi_h|, here recomputed by central differences of
+    the loss in each gate (float64), on the same batches head_importance draws."""
+    from tinyllm.compress import head_gates, head_importance
+    from tinyllm.models import GPT, GPTConfig
+    from tinyllm.objectives import LanguageModelTask
+
+    config = GPTConfig(vocab_size=12, context_length=6, num_layers=2, num_heads=2, d_model=8)
+    model = GPT(config, rng=np.random.default_rng(0), dtype=np.float64)
+    ids = np.random.default_rng(1).integers(0, 12, 400)
+    task = LanguageModelTask(ids[:300], ids[300:], 4, config.context_length)
+    raw = head_importance(model, task, batches=3, seed=5, normalize=False)
+    rng = np.random.default_rng(5)
+    batches = [task.batch("train", rng) for _ in range(3)]
+    model.eval()
+    eps = 1e-6
+    with tl.no_grad(), head_gates(model) as gates:
+        for name, gate in gates.items():
+            for h in range(config.num_heads):
+                total = 0.0
+                for batch in batches:
+                    losses = []
+                    for sign in (1, -1):
+                        gate.data = np.ones(config.num_heads)
+                        gate.data[h] += sign * eps
+                        losses.append(task.loss(model, batch).item())
+                    total += abs(losses[0] - losses[1]) / (2 * eps)
+                gate.data = np.ones(config.num_heads)
+                assert raw[name][h] == pytest.approx(total / 3, rel=1e-5, abs=1e-9), (name, h)

@@ -57,6 +57,7 @@ HAND_WORKED = [  # float32 bit pattern -> bfloat16 bit pattern, worked out by ha
 
 @pytest.mark.parametrize("pattern, expected", HAND_WORKED)
 def test_bfloat16_bits_of_hand_worked_patterns(pattern, expected):
+    # eq. 16.3: high half, ties to even
     assert int(bfloat16_bits(np.array([from_bits(pattern)]))[0]) == expected
 
 
@@ -83,6 +84,7 @@ def slow_bfloat16(x: np.float32) -> np.float32:
 
 @given(st.integers(0, 2 ** 32 - 1))
 def test_bfloat16_matches_the_slow_reference(pattern):
+    # eq. 16.3
     x = from_bits(pattern)
     if np.isnan(x):
         return
@@ -155,6 +157,7 @@ def params_with_grads(*grads):
 
 
 def test_scaler_grows_after_n_clean_steps():
+    # eq. 16.4: S doubles after N clean steps
     scaler = LossScaler(init_scale=2.0 ** 16, growth_interval=3)
     scales = []
     for _ in range(7):
@@ -166,6 +169,7 @@ def test_scaler_grows_after_n_clean_steps():
 
 
 def test_scaler_unscales_in_place_and_halves_and_skips_on_overflow():
+    # eqs. 16.2, 16.4: g = (1/S) d(SL)/dtheta; a non-finite step is skipped and S halved
     scaler = LossScaler(init_scale=8.0, growth_interval=2)
     params = params_with_grads([8.0, -16.0], [4.0])
     assert scaler.unscale_and_check(params)

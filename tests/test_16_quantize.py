@@ -71,6 +71,7 @@ def test_dequantize_error_is_at_most_half_a_step(case, bits):
 
 
 def test_the_bound_is_nearly_reached_and_the_absmax_entry_is_exact():
+    # eq. 16.5: s = max |W| / q_max, so the absmax entry is q_max s exactly
     w = np.random.default_rng(0).standard_normal((256, 64)).astype(np.float32)
     q = quantize_absmax(w, group_size=32)
     ratio = np.abs(w - dequantize(q)) / (scales_per_entry(q) / 2)
@@ -123,6 +124,7 @@ def test_int4_stores_half_the_bytes_of_int8():
 
 @given(matrices(), st.integers(1, 5), st.integers(0, 2 ** 16))
 def test_int8_product_is_exact_in_its_integers_and_within_the_bound(case, M, seed):
+    # eqs. 16.8, 16.9
     w, group_size = case
     x = np.random.default_rng(seed).standard_normal((M, w.shape[0])).astype(np.float32)
     q = quantize_absmax(w, group_size=group_size)

@@ -154,6 +154,7 @@ def test_saturated_tanh_stops_an_exploding_gradient_and_clipping_bounds_the_step
 
 
 def test_the_cell_state_derivative_is_the_forget_gate():
+    # eq. 18.11: dc_t / dc_{t-1} = diag(f_t) on the direct path
     rng = np.random.default_rng(3)
     cell = nn.LSTMCell(3, 4, rng=rng).astype(np.float64)
     x = tl.tensor(rng.standard_normal((2, 3)))
@@ -205,6 +206,7 @@ def exact_glove(seed=0, V=6, C=3):
 
 
 def test_vectors_that_fit_eq_16_recover_every_ratio_of_ratios():
+    # eq. 18.16: w_i . w~_k + b_i + b~_k = ln X_ik
     """P_ik / P_jk compared across two contexts k, m: the biases cancel and
     ln[(P_ik / P_jk) / (P_im / P_jm)] = (w_i - w_j) . (w~_k - w~_m)."""
     model, X = exact_glove()

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.ch18
 
 def test_cooccurrence_of_a_tiny_sentence_by_hand():
     # "the cat saw the dog", window 2: the=0 cat=1 saw=2 dog=3
+    # eq. 18.14: X_ik weighted by 1 / |s - t| inside the window
     ids = [0, 1, 2, 0, 3]
     rows, cols, values = cooccurrence(ids, 4, window=2)
     X = np.zeros((4, 4))
@@ -61,6 +62,7 @@ def test_out_of_vocabulary_words_keep_their_place_and_one_sided_windows():
 
 @given(st.lists(st.integers(-1, 4), max_size=30), st.integers(1, 4))
 def test_cooccurrence_equals_a_loop_over_positions(ids, window):
+    # eq. 18.14
     rows, cols, values = cooccurrence(ids, 5, window=window)
     X = np.zeros((5, 5))
     X[rows, cols] = values
@@ -74,6 +76,7 @@ def test_cooccurrence_equals_a_loop_over_positions(ids, window):
 
 
 def test_weighting_function():
+    # eq. 18.18: (x / x_max)^alpha below x_max, 1 above
     x = np.array([1.0, 10.0, 50.0, 99.0, 100.0, 1000.0])
     np.testing.assert_allclose(weighting(x), [0.01 ** 0.75, 0.1 ** 0.75, 0.5 ** 0.75,
                                               0.99 ** 0.75, 1.0, 1.0])
@@ -105,6 +108,7 @@ def small_problem(seed=0, V=6, C=3, N=9):
 
 
 def test_objective_value_is_eq_8():
+    # eq. 18.17: the weighted least-squares objective
     model, rows, cols, values = small_problem()
     w, wc = model.word.weight.numpy(), model.context.weight.numpy()
     b, bc = model.word_bias.weight.numpy()[:, 0], model.context_bias.weight.numpy()[:, 0]
@@ -121,6 +125,7 @@ def test_objective_gradcheck(seed):
 
 
 def test_gradient_equals_the_closed_form():
+    # eq. 18.17: its gradients
     """dJ/dw_i = sum_j 2 f(X_ij) e_ij w~_j, dJ/dw~_j = sum_i 2 f e w_i, dJ/db_i = sum_j 2 f e."""
     model, rows, cols, values = small_problem(3)
     model.objective(rows, cols, values).backward()
@@ -152,6 +157,7 @@ def test_vectors_are_word_plus_context():
 
 
 def test_adagrad_two_steps_by_hand():
+    # eq. 18.19: G += g^2, theta -= lr g / (sqrt(G) + eps)
     p = Parameter(np.array([1.0, -2.0]))
     opt = optim.Adagrad([p], lr=0.5, eps=0.0, initial_accumulator_value=1.0)
     p.grad = tl.Tensor(np.array([3.0, 0.0]))

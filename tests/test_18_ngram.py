@@ -82,6 +82,7 @@ def test_unseen_grams_are_not_found():
 
 @given(corpora(), st.integers(1, 4))
 def test_mle_is_counts_over_history_counts(corpus, order):
+    # eq. 18.1: p_ML(w | h) = c(hw) / c(h .)
     V, ids = corpus
     model = MaximumLikelihood(NGramCounts(ids, V, order))
     grams = gram_counts(ids, order)
@@ -101,6 +102,7 @@ def test_mle_is_undefined_after_an_unseen_history_and_cannot_generate():
 
 
 def test_add_k_by_hand():
+    # eq. 18.3: (c(hw) + k) / (c(h .) + k V)
     model = AddK(NGramCounts(TINY, 3, 2), k=0.5)  # (c + 1/2) / (c(h .) + 3/2)
     np.testing.assert_allclose(model.distribution([A]), [0.5 / 4.5, 3.5 / 4.5, 0.5 / 4.5])
     np.testing.assert_allclose(model.distribution([C]), [1.5 / 2.5, 0.5 / 2.5, 0.5 / 2.5])
@@ -158,6 +160,7 @@ def test_lower_orders_of_a_higher_order_count_sum_to_one_too(corpus, order):
 
 def test_discounts_by_hand():
     # n1..n4 = 100, 40, 20, 10: Y = 100 / 180 = 5/9
+    # eq. 18.6: Y, D1, D2, D3+ from the counts of counts
     D1, D2, D3 = modified_kneser_ney_discounts(100, 40, 20, 10)
     assert math.isclose(D1, 1 - 2 * (5 / 9) * 40 / 100) and math.isclose(D1, 5 / 9)
     assert math.isclose(D2, 2 - 3 * (5 / 9) * 20 / 40) and math.isclose(D2, 7 / 6)
@@ -167,6 +170,7 @@ def test_discounts_by_hand():
 
 
 def test_kneser_ney_by_hand():
+    # eq. 18.5: discounted counts plus gamma(h) times the lower order
     """"a b a b c a b", order 2, D = (0.3, 0.6, 0.9) at both levels.
 
     Unigram level, continuation counts N1+(. w): a is seen after b and c -> 2; b after a -> 1; c
@@ -253,6 +257,7 @@ def test_vectorised_log_prob_equals_a_loop_over_distribution(corpus, text, order
 
 
 def test_stupid_backoff_by_hand_and_it_is_no_probability():
+    # eq. 18.7
     model = StupidBackoff(NGramCounts(TINY, 3, 2))
     # S(w | a): ab seen 3 of 3 -> 1; aa, ac unseen -> 0.4 * c(w) / N = 0.4 * 3/7, 0.4 * 1/7
     np.testing.assert_allclose(model.scores([A]), [0.4 * 3 / 7, 1.0, 0.4 * 1 / 7])

@@ -48,6 +48,7 @@ def lstm_reference(x, h, c, W, b):
 
 
 def test_lstm_cell_equals_the_numpy_reference_over_several_steps():
+    # eq. 18.11: the gates, c_t and h_t
     cell = nn.LSTMCell(3, 4, rng=np.random.default_rng(0)).astype(np.float64)
     cell.bias.data = np.random.default_rng(1).standard_normal(16)  # every gate's bias matters
     xs = [np.random.default_rng(2 + t).standard_normal((2, 3)) for t in range(4)]
@@ -63,6 +64,7 @@ def test_lstm_cell_equals_the_numpy_reference_over_several_steps():
 
 
 def test_rnn_cell_is_tanh_of_the_two_products():
+    # eq. 18.8: h_t = tanh(x_t W_x + h_{t-1} W_h + b)
     cell = nn.RNNCell(3, 5, rng=np.random.default_rng(0)).astype(np.float64)
     x, h = np.ones((2, 3)), np.full((2, 5), 0.5)
     (out,) = cell(tl.tensor(x), (tl.tensor(h),))
@@ -176,6 +178,7 @@ TINY = LSTMConfig(vocab_size=7, context_length=4, num_layers=2, d_model=5, hidde
        tie=st.booleans(), cell=st.sampled_from(["lstm", "rnn"]))
 @settings(max_examples=25, deadline=None)
 def test_parameter_count_closed_form(L, C, H, V, tie, cell):
+    # eq. 18.12
     config = LSTMConfig(vocab_size=V, num_layers=L, d_model=C, hidden_size=C if tie else H,
                         tie_weights=tie, cell=cell)
     model = LSTMLanguageModel(config, rng=np.random.default_rng(0))
@@ -247,6 +250,7 @@ def test_dropout_is_seeded_and_off_in_eval():
 
 
 def test_streams_are_contiguous_rows_cut_into_whole_batches():
+    # eq. 18.13: streams[b] are contiguous pieces
     ids = np.arange(50)
     rows = make_streams(ids, batch_size=3, context_length=4)  # n = 49 // 3 // 4 * 4 = 16
     np.testing.assert_array_equal(rows, [np.arange(0, 17), np.arange(16, 33), np.arange(32, 49)])
@@ -255,6 +259,7 @@ def test_streams_are_contiguous_rows_cut_into_whole_batches():
 
 
 def test_batches_continue_the_streams_and_an_epoch_resets_the_state():
+    # eq. 18.13: X, Y = streams[:, kT : kT + T], shifted by one
     task = StreamTask(np.arange(50), np.arange(50), batch_size=3, context_length=4)
     x1, y1 = task.batch("train")
     x2, _ = task.batch("train")

@@ -34,11 +34,13 @@ def mask_tokens(tokens: np.ndarray, mask_id: int, vocab_size: int, special_ids: 
                 ) -> tuple[np.ndarray, np.ndarray]:
     """BERT's masked-language-model corruption of a (T,) or (B, T) array of token ids (eq. 12.2).
 
-    As in BERT's ``create_pretraining_data.py``, each row gets exactly ``max(1, round(p * n))``
-    chosen positions, ``n`` = its non-special tokens (``special_ids`` and ``mask_id`` are never
-    chosen). Each chosen token independently becomes ``mask_id`` (80%), a random non-special
-    token (10%) or stays (10%). Returns ``(inputs, labels)`` as new int64 arrays; labels hold
-    the original token at chosen positions and ``IGNORE_INDEX`` (-100) elsewhere.
+    Each row gets exactly ``max(1, round(p * n))`` chosen positions, ``n`` = its non-special
+    tokens (``special_ids`` and ``mask_id`` are never chosen). Each chosen token independently
+    becomes ``mask_id`` (80%), a random non-special token (10%) or stays (10%). (BERT's
+    ``create_pretraining_data.py`` also counts [CLS]/[SEP] in ``n``, caps the count at
+    ``max_predictions_per_seq`` and draws random tokens from the whole vocabulary; chapter 12.)
+    Returns ``(inputs, labels)`` as new int64 arrays; labels hold the original token at chosen
+    positions and ``IGNORE_INDEX`` (-100) elsewhere.
     """
     tokens = np.asarray(tokens)
     if tokens.ndim not in (1, 2) or not np.issubdtype(tokens.dtype, np.integer):
