@@ -34,6 +34,7 @@ TINY = BERTConfig(vocab_size=30, context_length=12, num_layers=2, num_heads=2, d
 # ----------------------------------------------------------------------------- eq. 13.2
 
 def test_the_first_merge_has_the_highest_pointwise_mutual_information():
+    # eq. 13.2
     words = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5, "qz": 1}
     units, pairs = Counter(), Counter()
     for word, n in words.items():
@@ -56,6 +57,7 @@ def test_the_first_merge_has_the_highest_pointwise_mutual_information():
 # ----------------------------------------------------------------------------- eq. 13.6
 
 def test_the_safetensors_layout_by_hand(tmp_path):
+    # eq. 13.6
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([7], np.int64),
               "c": np.ones((2, 2), np.float16)}
     path = tmp_path / "x.safetensors"
@@ -81,6 +83,7 @@ def test_the_safetensors_layout_by_hand(tmp_path):
 # ----------------------------------------------------------------------------- eq. 13.8
 
 def test_a_linear_weight_is_used_transposed(tmp_path):
+    # eq. 13.8
     model = BERT(TINY, rng=np.random.default_rng(1)).eval()
     tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
                                    + [f"t{i}" for i in range(25)])
@@ -105,6 +108,7 @@ def test_a_linear_weight_is_used_transposed(tmp_path):
 # ----------------------------------------------------------------------------- eq. 13.9
 
 def test_float32_summation_stays_within_the_rounding_bound():
+    # eq. 13.9
     rng = np.random.default_rng(0)
     x = rng.standard_normal(10_000).astype(np.float32)
     exact = math.fsum(x.astype(np.float64))               # the float32 numbers, summed exactly

@@ -137,6 +137,7 @@ def test_unused_arrays_are_named(tmp_path, tiny):
 
 
 def test_f16_and_bf16_weights_are_widened(tmp_path, tiny):
+    # eq. 13.7
     arrays = hf_arrays(tiny)
     halves = {n: (a.astype(np.float16) if a.dtype == np.float32 else a) for n, a in arrays.items()}
     model = load_bert(write_folder(tmp_path / "f16", halves))

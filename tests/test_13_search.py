@@ -80,6 +80,7 @@ def tiny(tiny_folder):
 # ----------------------------------------------------------------------------- ranking (eq. 13.5)
 
 def test_the_nearest_planted_vector_wins():
+    # eq. 13.5
     rng = np.random.default_rng(0)
     embeddings = unit_rows(rng, 50, 8).astype(np.float32)  # (N, C)
     for planted in (0, 17, 49):
@@ -96,6 +97,7 @@ def test_the_nearest_planted_vector_wins():
 
 
 def test_ties_go_to_the_earlier_row_and_top_is_capped():
+    # eq. 13.5
     embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
     rows, scores = nearest(np.array([1.0, 0.0]), embeddings, 10)
     assert rows.tolist() == [0, 2, 1, 3] and scores.tolist() == [1.0, 1.0, 0.0, -1.0]

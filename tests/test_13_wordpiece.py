@@ -104,6 +104,7 @@ def test_truncation_longest_first_equals_the_oracle(vocab_files, max_length):
 
 
 def test_greedy_longest_match_first_by_hand(vocab_files):
+    # eq. 13.1
     tok = WordPieceTokenizer.from_vocab(vocab_files["hand"])
     assert tok.tokenize("unaffable") == ["un", "##aff", "##able"]  # longest prefix first
     assert tok.tokenize("Kingdoms") == ["king", "##dom", "##s"]
@@ -219,6 +220,7 @@ def test_the_heap_trainer_equals_the_literal_algorithm(word_counts, num_tokens):
 
 
 def test_the_likelihood_score_by_hand():
+    # eq. 13.3
     """"ab" x5, "cb" x5, "ad" x1: units a 6, c 5, ##b 10, ##d 1. Scores: (a ##b) 5 / 60,
     (c ##b) 5 / 50, (a ##d) 1 / 6: the rare pair whose parts never appear apart wins (BPE would
     take a count-5 pair). Then a = 5: (a ##b) and (c ##b) tie at 0.1; the smaller pair wins."""

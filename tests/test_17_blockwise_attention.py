@@ -76,6 +76,7 @@ def attention_problems(draw):
 
 @given(attention_problems())
 def test_blockwise_equals_fused(problem):
+    # eqs. 17.10-17.12: the backward from lse, Delta and the block products = the fused gradients
     B, H, kv_heads, T_q, T_k, D, D_v, mask_shape, is_causal, block_q, block_k, seed = problem
     rng = np.random.default_rng(seed)
     arrays = (rng.standard_normal((B, H, T_q, D)), rng.standard_normal((B, kv_heads, T_k, D)),
@@ -269,6 +270,7 @@ def peak_bytes(attention, T: int, **kwargs) -> int:
 
 
 def test_peak_memory_at_T_1024_is_far_below_the_fused_op():
+    # eq. 17.13: c B H T^2 bytes for the fused op against c' B H T D for the blockwise one
     """The fused op holds P (B, H, T, T) and its gradient; blockwise attention holds O(T) arrays and
     one (B, H, block_q, block_k) block at a time."""
     T = 1024
@@ -281,6 +283,7 @@ def test_peak_memory_at_T_1024_is_far_below_the_fused_op():
 
 
 def test_peak_memory_grows_linearly_with_T():
+    # eq. 17.13: the blockwise memory grows with T, not T^2
     small = peak_bytes(blockwise_attention, 1024, block_q=64, block_k=64)
     large = peak_bytes(blockwise_attention, 2048, block_q=64, block_k=64)
     assert 1.5 < large / small < 2.5  # quadratic memory would give 4

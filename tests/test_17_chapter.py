@@ -6,6 +6,9 @@ with NumPy arrays, the online softmax by hand (eqs. 17.6-17.9), the FLOP count (
 the matrix products a forward pass actually runs, and the arithmetic intensities (eq. 17.16).
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -222,6 +225,22 @@ def test_the_arithmetic_intensity_of_a_product_and_of_an_addition(m, k, n):
         assert intensity == pytest.approx(n / 6)
     x = np.empty(1000, np.float32)
     assert x.size / (3 * x.nbytes) == pytest.approx(1 / 12)
+
+
+def test_the_compute_roof_bounds_every_recorded_step_of_the_scaling_study():
+    """eq. 17.15: P(I) = min(pi, I beta) <= pi, so no recorded training step of the scaling study
+    (benchmarks/results/scaling_study.json) runs above the machine's matrix-product peak measured in
+    the same run, the better of NumPy's and PyTorch's (the chapter's pi; FLOPs of eq. 17.14 over CPU
+    time; 5% for the timer's rounding)."""
+    study = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+                        / "scaling_study.json").read_text())
+    peak = study["peak_gflops"]["best"]
+    assert set(peak) == {"NumPy", "PyTorch"} and len(study["points"]) >= 10
+    roof = max(peak.values())  # GFLOP/s
+    for point in study["points"]:
+        for name, run in point["frameworks"].items():
+            achieved = point["gflop_per_step"] / (run["cpu_ms"] / 1000)  # GFLOP/s
+            assert 0 < achieved <= 1.05 * roof, (point["sweep"], point["value"], name)
 
 
 def test_measure_peak_sees_an_array_made_and_freed_inside_the_work():

@@ -2,7 +2,7 @@
 
 The end-to-end tests start ``mpiexec -n 2`` on ``tests/mpi_train.py`` (``tinyllm train`` with tiny
 GPT shapes) in a subprocess and compare with one process: W = 2 ranks with ``grad_accum`` k see the
-batches of one process with ``grad_accum`` 2k (eq. 17.20), so their losses and weights agree up to
+batches of one process with ``grad_accum`` 2k (eq. 17.1), so their losses and weights agree up to
 the order of the float32 additions of the micro-batches' gradients; a run stopped and resumed under
 MPI equals an uninterrupted one exactly, dropout included. The unit tests check the one-process
 fallback and the error for ``mpiexec`` without mpi4py (simulated with the launcher's variables).
@@ -77,7 +77,7 @@ def saved(run: Path):
 ], ids=["k1-vs-k2", "k2-vs-k4", "B2-vs-B4"])
 def test_two_ranks_equal_one_process_with_twice_the_batch(folder, mpi_args, one_args,
                                                           same_bits):
-    """2 ranks x k micro-batches == 1 process x 2k micro-batches (eq. 17.20), up to rounding.
+    """2 ranks x k micro-batches == 1 process x 2k micro-batches (eq. 17.1), up to rounding.
 
     With k = 1 the two orders of addition are the same (g0 + g1 = g1 + g0 exactly) and the runs
     agree bit for bit; with k = 2 one process adds ((g0 + g1) + g2) + g3, MPI (g0 + g2) + (g1 + g3).

@@ -3,7 +3,7 @@
 ``mpiexec -n W tinyllm train ...`` starts W copies of the trainer, the *ranks*. Each holds the whole
 model; a step splits its micro-batches between them and averages the gradients:
 
-    g = (1 / (W k)) sum_{j=0}^{W k - 1} grad L_j                                       (eq. 17.20)
+    g = (1 / (W k)) sum_{j=0}^{W k - 1} grad L_j                                       (eq. 17.1)
 
 over the W k micro-batches of a step (k = ``grad_accum`` per rank). Rank r computes the terms with
 j mod W = r, scaled by 1 / (W k) before its backward (eq. 9.14), and one ``Allreduce`` (sum) of a

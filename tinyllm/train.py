@@ -65,7 +65,7 @@ def accumulate_gradients(model: Module, task, data_rng: np.random.Generator, gra
     Each micro-batch's loss is divided by k = grad_accum before its backward, so the gradients that
     add up in ``p.grad`` are those of the mean loss over the k micro-batches (eq. 9.14). Under MPI
     (``ranks``: ``tinyllm.distributed``) the W ranks draw all W k micro-batches, each computes its
-    k, and the gradients and losses are summed over the ranks (eq. 17.20).
+    k, and the gradients and losses are summed over the ranks (eq. 17.1).
     """
     count = grad_accum * ranks.size  # micro-batches in the step, over all ranks
     loss_sum = None
