@@ -7,6 +7,7 @@
     tinyllm sample --checkpoint runs/shakespeare-char --prompt "ROMEO:"
     tinyllm fill --checkpoint runs/shakespeare-bert --text "To be, or not to [MASK]"
     tinyllm search --query "a storm at sea"  # the nearest speeches, MiniLM (ch. 13)
+    tinyllm finetune --model minilm --task genre --out runs/genre-minilm  # ch. 14
     tinyllm bench                         # ms per step, tokens/s, GFLOP/s (and PyTorch's)
     tinyllm translate --checkpoint runs/folio-modern --text "Heere Master: What cheere?"
     tinyllm quantize --checkpoint runs/shakespeare-char --bits 8 --out q8.safetensors  # ch. 16
@@ -33,6 +34,7 @@ from tinyllm.backend import DeviceError, check_device
 from tinyllm.checkpoint import CheckpointError
 from tinyllm.compress import commands as compress_commands
 from tinyllm.corpus import CorpusError
+from tinyllm.finetune import commands as finetune_commands
 from tinyllm.recipe import TRAINING_KINDS
 from tinyllm.runtime import limit_blas_threads
 from tinyllm.tokenizers import CharTokenizer, TokenizerError
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(commands)
     fill.add_parser(commands)  # chapter 12
     search.add_parser(commands)  # chapter 13
+    finetune_commands.add_parser(commands)  # chapter 14
     _bench_parser(commands)
     translate.add_parser(commands)  # chapter 15
     compress_commands.add_parsers(commands)  # quantize, prune (chapter 16)
