@@ -198,11 +198,19 @@ def _read_plays(sdist: Path, plays: Sequence[str] | None) -> str:
 
 # ----------------------------------------------------------------------------- corpora
 
-def _check(name: str, filename: str, data: bytes, fix: str) -> None:
-    expected, actual = EXPECTED_SHA256[name][filename], _sha256(data)
+def check_sha256(label: str, data: bytes, expected: str, what: str, fix: str) -> None:
+    """CorpusError unless ``data`` has the SHA-256 ``expected``: names the file (``label``), both
+    digests, ``what`` differs ("the text differs", "the pairs differ") and the ``fix``. Every
+    prepared data file (the corpora, the parallel corpus, the genre task) is checked with it."""
+    actual = _sha256(data)
     if actual != expected:
-        raise CorpusError(f"{name}/{filename} has SHA-256 {actual}, expected {expected}: the text "
-                          f"differs from everyone else's. {fix}")
+        raise CorpusError(f"{label} has SHA-256 {actual}, expected {expected}: {what} from "
+                          f"everyone else's. {fix}")
+
+
+def _check(name: str, filename: str, data: bytes, fix: str) -> None:
+    check_sha256(f"{name}/{filename}", data, EXPECTED_SHA256[name][filename], "the text differs",
+                 fix)
 
 
 def sdist_path(cache_dir: str | os.PathLike | None = None, sdist=None) -> Path:

@@ -29,6 +29,7 @@ from tinyllm.corpus import (
     TEXTS_DIR,
     CorpusError,
     _sha256,
+    check_sha256,
     data_dir,
     sdist_path,
 )
@@ -135,10 +136,8 @@ def _tsv(pairs: list[ParallelPair]) -> bytes:
 
 
 def _check_parallel(filename: str, data: bytes, fix: str) -> None:
-    expected, actual = PARALLEL_SHA256[filename], _sha256(data)
-    if actual != expected:
-        raise CorpusError(f"{PARALLEL_NAME}/{filename} has SHA-256 {actual}, expected {expected}: "
-                          f"the pairs differ from everyone else's. {fix}")
+    check_sha256(f"{PARALLEL_NAME}/{filename}", data, PARALLEL_SHA256[filename], "the pairs differ",
+                 fix)
 
 
 def load_parallel_corpus(split: str = "train", cache_dir: str | os.PathLike | None = None,

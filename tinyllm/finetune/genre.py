@@ -34,7 +34,14 @@ import tarfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from tinyllm.corpus import TEXTS_DIR, CorpusError, _extract_play, _sha256, data_dir, sdist_path
+from tinyllm.corpus import (
+    TEXTS_DIR,
+    CorpusError,
+    _extract_play,
+    check_sha256,
+    data_dir,
+    sdist_path,
+)
 
 GENRES = ("comedy", "history", "tragedy")  # label 0, 1, 2: the Catalogue's order
 GENRE_NAME = "shakespeare-genre"
@@ -116,10 +123,8 @@ def _tsv(passages: Sequence[Passage]) -> bytes:
 
 
 def _check(filename: str, data: bytes, fix: str) -> None:
-    expected, actual = GENRE_SHA256[filename], _sha256(data)
-    if actual != expected:
-        raise CorpusError(f"{GENRE_NAME}/{filename} has SHA-256 {actual}, expected {expected}: "
-                          f"the passages differ from everyone else's. {fix}")
+    check_sha256(f"{GENRE_NAME}/{filename}", data, GENRE_SHA256[filename], "the passages differ",
+                 fix)
 
 
 def genre_path(cache_dir: str | os.PathLike | None = None) -> Path:
