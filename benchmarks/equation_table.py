@@ -1,6 +1,6 @@
 """Which test checks which labelled equation: parse the chapters and the tests, write the table.
 
-    python benchmarks/equation_table.py           # rewrites chapters/equations.md
+    python benchmarks/equation_table.py           # rewrites tests/equations.md
     python benchmarks/equation_table.py --check   # exit 1, listing the gaps, if any equation is
                                                   # untested or a test cites a missing one
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE = ROOT / "chapters" / "equations.md"
+TABLE = ROOT / "tests" / "equations.md"
 
 TAG = re.compile(r"\\tag\{([^}]*)\}")
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$")
@@ -181,7 +181,7 @@ def collect(root: Path = ROOT) -> Report:
 
 
 def render(report: Report) -> str:
-    """chapters/equations.md: one row per labelled equation, in chapter order."""
+    """tests/equations.md: one row per labelled equation, in chapter order."""
     tested = sum(bool(report.tests_of(n)) for n in report.equations)
     lines = [
         "# Equations and their tests",
@@ -203,7 +203,8 @@ def render(report: Report) -> str:
         tests = report.tests_of(number)
         cell = "<br>".join(f"`{t}`" for t in tests) if tests else "**none**"
         section = equation.section.replace("|", "\\|")
-        lines.append(f"| {number} | [{equation.chapter}]({equation.chapter}) §{section} | {cell} |")
+        link = f"[{equation.chapter}](../chapters/{equation.chapter})"  # from tests/equations.md
+        lines.append(f"| {number} | {link} §{section} | {cell} |")
     return "\n".join(lines) + "\n"
 
 

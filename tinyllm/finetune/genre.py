@@ -41,6 +41,7 @@ from tinyllm.corpus import (
     check_sha256,
     data_dir,
     sdist_path,
+    write_checked,
 )
 
 GENRES = ("comedy", "history", "tragedy")  # label 0, 1, 2: the Catalogue's order
@@ -141,14 +142,10 @@ def load_genre_split(split: str = "train", cache_dir: str | os.PathLike | None =
     folder = genre_path(cache_dir)
     if not all((folder / f"{name}.tsv").is_file() for name in GENRE_SPLITS):
         splits = build_genre_dataset(sdist_path(folder.parent, sdist))  # fetched if absent
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, passages in splits.items():
-            data = _tsv(passages)
-            _check(f"{name}.tsv", data, fix="Extraction from the sdist gave other passages; "
-                   f"please report it with your Python version ({sys.version.split()[0]}).")
-            partial = folder / f"{name}.tsv.{os.getpid()}.part"
-            partial.write_bytes(data)
-            os.replace(partial, folder / f"{name}.tsv")  # atomic: never a half-written file
+        fix = ("Extraction from the sdist gave other passages; please report it with your Python "
+               f"version ({sys.version.split()[0]}).")
+        write_checked(folder, {f"{name}.tsv": _tsv(passages) for name, passages in splits.items()},
+                      lambda filename, data: _check(filename, data, fix))
     data = (folder / f"{split}.tsv").read_bytes()
     _check(f"{split}.tsv", data, fix=f"Was it edited? Delete the folder {folder} and load again "
            "to make the passages afresh from the sdist.")
