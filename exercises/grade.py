@@ -26,6 +26,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -94,6 +95,8 @@ def _aliases(original) -> list[tuple[object, str]]:
     """(module, name) for every loaded tinyllm or test module that binds ``original``."""
     found = []
     for module in list(sys.modules.values()):
+        if not isinstance(module, types.ModuleType):  # some packages put other objects there
+            continue
         file = getattr(module, "__file__", None) or ""
         ours = module.__name__.startswith("tinyllm") or Path(file).parent == TESTS
         if ours:
