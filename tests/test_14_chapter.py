@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import test_14_finetune as finetune_tests
 
 import tinyllm as tl
 from tinyllm.finetune.bow import BagOfWords
@@ -22,7 +23,6 @@ from tinyllm.metrics.classification import (
     perplexity,
     precision_recall_f1,
 )
-from tinyllm.models import BERT, BERTConfig
 from tinyllm.nn.losses import cross_entropy
 from tinyllm.tensor import Tensor
 
@@ -42,17 +42,13 @@ def labels_of(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiny_bert(seed=0, dtype=np.float64, dropout=0.0):
-    config = BERTConfig(vocab_size=30, context_length=10, num_layers=1, num_heads=2, d_model=8,
-                        d_ff=16, dropout=dropout)
-    return BERT(config, rng=np.random.default_rng(seed), dtype=dtype)
+    """test_14_finetune's tiny BERT, in float64 for the closed forms here."""
+    return finetune_tests.tiny_bert(dropout=dropout, seed=seed, dtype=dtype)
 
 
 def planted_batch(n=6, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    rows = [np.concatenate([[1, 5 + y], rng.integers(10, 30, rng.integers(1, 6)), [2]])
-            for y in labels]
-    return TokenDataset(rows, labels, pad_id=0).batch(np.arange(n))
+    """One batch of test_14_finetune's planted rows (the label is in the first token)."""
+    return finetune_tests.token_data(n, seed).batch(np.arange(n))
 
 
 # ----------------------------------------------------------------------------- the metrics

@@ -320,8 +320,10 @@ def test_tinyllm_finetune_end_to_end(genre_splits, bert_run, device, tmp_path, c
     assert np.sum(metrics["test"]["confusion"]) == 12 and 0 <= metrics["test"]["macro_f1"] <= 1
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / BEST_NAME).is_file()
-    assert cli.main(argv) == 2  # the run is there: refused
-    assert "already holds a run" in capsys.readouterr().err
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # the run is there: refused before the model and data are loaded
+    captured = capsys.readouterr()
+    assert "already holds a run" in captured.err and captured.out == ""
     assert cli.main(argv[:-2] + ["--max-length", "64", "--out", str(tmp_path / "x")]) == 2
     assert "--max-length must be from 3 to the context length 32" in capsys.readouterr().err
 

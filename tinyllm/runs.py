@@ -130,20 +130,27 @@ def lock_run_folder(out_dir: Path) -> Iterator[None]:
 def claim_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
     """Check and lock ``out_dir`` for a run; refuse one that holds a run, unless resumed or
     ``overwrite`` (whose old files stay until the new run saves its first checkpoint)."""
+    check_run_folder(out_dir, resume=resume, overwrite=overwrite, create=not resume)
+    with lock_run_folder(out_dir):  # checked again under the lock: no race with another trainer
+        check_run_folder(out_dir, resume=resume, overwrite=overwrite, create=False)
+        yield
+
+
+def check_run_folder(out_dir: Path, *, resume: bool, overwrite: bool, create: bool = False) -> None:
+    """The refusals of :func:`claim_run_folder`, without the lock: a command that spends minutes
+    before training (loading a model, a dataset) calls it first, so a bad --out fails at once."""
     if resume and overwrite:
         raise RunError("--resume continues the run in --out and --overwrite replaces it: "
                        "give one of them, not both")
     checkpoint = out_dir / CHECKPOINT_NAME
-    check_out_dir(out_dir, create=not resume)
+    check_out_dir(out_dir, create=create)
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}: nothing to resume; check --out, "
                                 "or start the run without --resume")
-    with lock_run_folder(out_dir):  # checked again under the lock: no race with another trainer
-        found = [name for name in RUN_FILES if (out_dir / name).exists()]
-        if found and not (resume or overwrite):
-            raise RunError(f"{out_dir} already holds a run ({', '.join(found)}): continue it with "
-                           "--resume, replace it with --overwrite, or choose another --out")
-        yield
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise RunError(f"{out_dir} already holds a run ({', '.join(found)}): continue it with "
+                       "--resume, replace it with --overwrite, or choose another --out")
 
 
 def remove_stale_results(out_dir: Path) -> None:

@@ -26,6 +26,7 @@ from tinyllm.finetune.data import TokenDataset, encode_texts, special_ids, subsa
 from tinyllm.finetune.head import POOLINGS, SequenceClassifier
 from tinyllm.finetune.report import classification_metrics
 from tinyllm.finetune.trainer import Trainer, TrainerConfig
+from tinyllm.runs import check_run_folder
 from tinyllm.runtime import limit_blas_threads
 
 TASKS = ("genre",)
@@ -161,6 +162,7 @@ def run_command(args) -> None:
                            patience=args.patience, seed=args.seed, device=args.device,
                            out_dir=args.out)
     config.check()
+    check_run_folder(Path(args.out), resume=args.resume, overwrite=args.overwrite)  # before loading
     model, train, validation, test, info = build(args)
     print(f"finetune {args.model} on {args.task}: {len(train)} training, {len(validation)} "
           f"validation, {len(test)} test passages (comedy, history, tragedy: "
