@@ -172,16 +172,19 @@ def grade(chapter: str, solutions: bool = False, pytest_args: tuple[str, ...] = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)  # after --: pytest's own options
+    argv, pytest_args = argv[:split], argv[split + 1:]
     parser = argparse.ArgumentParser(description="Grade the exercises of a chapter against its "
-                                                 "real tests.")
+                                                 "real tests.",
+                                     epilog="Options for pytest go after --, e.g. `03 -- -x`.")
     parser.add_argument("chapter", help='chapter number, e.g. 03, or "all"')
     parser.add_argument("--solutions", action="store_true",
                         help="grade the reference solutions instead of your exercise file")
-    parser.add_argument("pytest_args", nargs="*", help="after --: options passed to pytest")
     args = parser.parse_args(argv)
     if args.chapter != "all" and not args.chapter.isdigit():
         parser.error(f'chapter must be a number such as 03, or "all", got {args.chapter!r}')
-    return grade(args.chapter, args.solutions, tuple(args.pytest_args))
+    return grade(args.chapter, args.solutions, tuple(pytest_args))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyllm import bughunt, check, fill, search, translate
+from tinyllm import bughunt, check, exercise, fill, search, translate
 from tinyllm import export as hf_export
 from tinyllm.backend import DeviceError, check_device
 from tinyllm.checkpoint import CheckpointError
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     hf_export.add_parser(commands)  # a GPT or BERT as a Hugging Face checkpoint (chapter 13)
     check.add_parser(commands)  # a run against its expected-result card (chapter 11)
     bughunt.add_parser(commands)  # put a known bug in, find the tests that catch it
+    exercise.add_parser(commands)  # grade your exercises with the chapter's tests
     return parser
 
 
