@@ -109,12 +109,12 @@ def test_every_exercise_fails_all_its_tests_with_the_stubs():
 def test_tinyllm_exercise_runs_the_grader_and_exits_with_its_status():
     command = [sys.executable, "-c", "import sys; from tinyllm.cli import main; sys.exit(main())",
                "exercise", "02"]
-    solved = subprocess.run(command + ["--solutions", "--", "--tb=line"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    solved = subprocess.run(command + ["--solutions", "--", "--tb=line"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
     assert solved.returncode == 0, solved.stdout[-2000:] + solved.stderr[-2000:]
     assert {m[0] for m in LINE.findall(solved.stdout)} == {"02.1", "02.2", "02.3"}
     stubs = subprocess.run(command + ["--", "-x"], cwd=REPO, capture_output=True, text=True,
                            timeout=300)
-    assert stubs.returncode == 1 and "stopping after 1 failures" in stubs.stdout  # -x reached pytest
+    assert stubs.returncode == 1 and "stopping after 1 failures" in stubs.stdout  # -x: to pytest
     wrong = subprocess.run(command[:-1] + ["2x"], cwd=REPO, capture_output=True, text=True)
     assert wrong.returncode == 2 and "chapter must be a number" in wrong.stderr

@@ -96,6 +96,17 @@ def test_the_bert_figure_shows_the_config_and_its_parameter_count():
         schematics.bert_architecture(GPT_PRESETS["shakespeare-char"])
 
 
+def test_a_schematic_shows_itself_in_a_notebook_as_a_png():
+    """IPython shows an object with _repr_png_; a bare Figure (no pyplot) has none, and a cell
+    ending in a schematic printed "<Figure size ...>" until schematics had one."""
+    figure = schematics.query_and_keys(np.array([1.0, 0.0]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert isinstance(figure, Figure)
+    png = figure._repr_png_()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (500, 440)  # 5.0 x 4.4 inches at 100 dpi
+
+
 def test_pre_and_post_ln_blocks_put_the_layernorms_where_eqs_8_14_and_8_15_say():
     figure = schematics.pre_and_post_ln_blocks()
     pre, post = figure.axes

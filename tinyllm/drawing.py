@@ -1,9 +1,9 @@
 """Drawing helpers for the chapters' schematics: boxes, arrows and labels on a matplotlib Axes.
 
-Every schematic is a bare :class:`matplotlib.figure.Figure` (no pyplot, no display, no global
-state), so drawing works under any backend, Agg included, and writes nothing unless
-:func:`save_png` is called. Coordinates are data units of an Axes without visible axes; a box is
-given by its centre. Every label is at least ``FONT_SIZE`` points, readable in a printed book.
+Every schematic is a :class:`Schematic`, a bare :class:`matplotlib.figure.Figure` (no pyplot, no
+global state) that a notebook shows as a PNG, so drawing works under any backend, Agg included,
+and writes nothing unless :func:`save_png` is called. Coordinates are data units of an Axes
+without visible axes; a box is given by its centre. Every label is at least ``FONT_SIZE`` points, readable in a printed book.
 
 :func:`figure_texts` reads the labels back: the tests use it to check that a figure says what
 the library computed, and a reader can use it to list a figure's labels.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+
+from matplotlib.figure import Figure
 
 from tinyllm import runs
 
@@ -27,12 +29,21 @@ PALETTE = {  # one colour per kind of part, the same in every schematic
 }
 
 
-def new_figure(width: float, height: float, columns: int = 1):
-    """A Figure of ``width`` x ``height`` inches with ``columns`` Axes side by side, axes hidden.
-    Returns ``(figure, [axes, ...])``."""
-    from matplotlib.figure import Figure
+class Schematic(Figure):
+    """A Figure that shows itself in a notebook. IPython displays any object with a
+    ``_repr_png_`` method; a Figure made without pyplot has none, and would print as
+    ``<Figure size 500x440 with 1 Axes>`` unless ``%matplotlib inline`` had registered one."""
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    def _repr_png_(self) -> bytes:
+        png = io.BytesIO()
+        self.savefig(png, format="png", dpi=100)
+        return png.getvalue()
+
+
+def new_figure(width: float, height: float, columns: int = 1):
+    """A :class:`Schematic` of ``width`` x ``height`` inches with ``columns`` Axes side by side,
+    axes hidden. Returns ``(figure, [axes, ...])``."""
+    figure = Schematic(figsize=(width, height), layout="constrained")
     axes = [figure.add_subplot(1, columns, i + 1) for i in range(columns)]
     for ax in axes:
         ax.set_axis_off()
