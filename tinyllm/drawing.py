@@ -3,7 +3,8 @@
 Every schematic is a :class:`Schematic`, a bare :class:`matplotlib.figure.Figure` (no pyplot, no
 global state) that a notebook shows as a PNG, so drawing works under any backend, Agg included,
 and writes nothing unless :func:`save_png` is called. Coordinates are data units of an Axes
-without visible axes; a box is given by its centre. Every label is at least ``FONT_SIZE`` points, readable in a printed book.
+without visible axes; a box is given by its centre. Every label is at least ``FONT_SIZE`` points,
+readable in a printed book.
 
 :func:`figure_texts` reads the labels back: the tests use it to check that a figure says what
 the library computed, and a reader can use it to list a figure's labels.
