@@ -12,6 +12,7 @@ playwright``, which downloads nothing when given the browser's path).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
 import re
@@ -124,7 +125,11 @@ def page_problems(name: str, report: dict, html: Path, root: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    html = Path(argv[0]) if argv else REPO / "build" / "book" / "html"
+    parser = argparse.ArgumentParser(description="Read every page of the built book in headless "
+                                                 "Chromium: math, images, links, no request out.")
+    parser.add_argument("html", nargs="?", type=Path, default=REPO / "build" / "book" / "html",
+                        help="the built book's folder (default: build/book/html)")
+    html = parser.parse_args(argv).html
     reports, problems = check_book(html)
     formulas = sum(r["typeset"] for r in reports.values())
     images = sum(len(r["images"]) for r in reports.values())
@@ -135,4 +140,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
